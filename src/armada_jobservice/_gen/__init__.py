@@ -1,0 +1,1 @@
+"""Generated gRPC code for jobservice.proto (see scripts/gen_protos.py)."""
