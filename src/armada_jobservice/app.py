@@ -1,0 +1,189 @@
+"""The job service as one object: wires settings, store, upstream, cache and gRPC server.
+
+``async with JobServiceApp(settings) as app`` starts everything (gRPC on
+``app.grpc_port``) and, on exit, stops accepting calls, finishes those in
+flight, closes the event streams, writes a final flush and closes the
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice.config import Settings
+from armada_jobservice.errors import ConfigError, StoreError
+from armada_jobservice.metrics import Metrics
+from armada_jobservice.servicer import JobServiceServicer
+from armada_jobservice.store import Store, open_store
+from armada_jobservice.store.thread import AsyncStore
+from armada_jobservice.subscriptions import SubscriptionManager
+from armada_jobservice.upstream import Upstream
+from armada_jobservice.writer import Writer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = jobservice_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+HEALTH_POLL_S = 1.0
+
+
+class JobServiceApp:
+    """A running job service; ``start()`` / idempotent ``stop()`` or ``async with``."""
+
+    def __init__(
+        self, settings: Settings, *, store: Store | None = None, shutdown_grace_s: float = 5.0
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = AsyncStore(store if store is not None else open_store(settings.database))
+        self.upstream = Upstream(settings)
+        self.subscriptions = SubscriptionManager(
+            self.upstream,
+            self.store,
+            self.metrics,
+            max_subscriptions=settings.max_subscriptions,
+            subscription_expiry_s=settings.subscription_expiry_s,
+            connection_error_grace_s=settings.connection_error_grace_s,
+            reconnect_max_backoff_s=settings.reconnect_max_backoff_s,
+        )
+        self.writer = Writer(
+            self.subscriptions,
+            self.store,
+            self.metrics,
+            flush_interval_s=settings.flush_interval_s,
+            job_set_retention_s=settings.job_set_retention_s,
+        )
+        self.shutdown_grace_s = shutdown_grace_s
+        self.grpc_port = 0
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._metrics_server: Any = None
+        self._running = False
+        self._stopped = False
+        self.metrics.gauge(
+            "subscriptions_active", "Job sets with an open event stream.",
+            lambda: self.subscriptions.active,
+        )
+        self.metrics.gauge(
+            "cached_job_sets", "Job sets held in memory.", lambda: len(self.subscriptions.job_sets)
+        )
+        self.metrics.gauge("cached_jobs", "Jobs held in memory.", self.subscriptions.cached_jobs)
+
+    def is_serving(self) -> bool:
+        """Whether the service runs and its database answered the last time it was asked."""
+        return self._running and self.writer.store_ok
+
+    async def start(self) -> None:
+        """Open the database, start the gRPC server, the writer and the metrics endpoint."""
+        try:
+            await self.store.open()
+        except StoreError as exc:
+            raise ConfigError("database", str(exc)) from exc
+        try:
+            await self._start_serving()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_serving(self) -> None:
+        # so_reuseport=0: a second service on the same port must fail, not share it.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        servicer = JobServiceServicer(
+            self.subscriptions, self.metrics, self.is_serving,
+            self.settings.connection_error_grace_s,
+        )
+        jobservice_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        try:
+            self.grpc_port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise ConfigError("grpc_port", f"cannot listen on {address}: {exc}") from exc
+        await server.start()
+        self._server = server
+        if self.settings.metrics_port is not None:
+            try:
+                self._metrics_server = self.metrics.serve(
+                    self.settings.metrics_host, self.settings.metrics_port
+                )
+            except OSError as exc:
+                raise ConfigError("metrics_port", f"cannot listen: {exc}") from exc
+            self.metrics_port = self._metrics_server.server_port
+        self._running = True
+        await self.writer.check_store()
+        await self._publish_health()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.writer.run(), name="writer"),
+            loop.create_task(self._health_loop(), name="health"),
+        ]
+        log.info(
+            "job service listening on %s:%d, Armada at %s, database %s",
+            self.settings.grpc_host, self.grpc_port, self.settings.armada_url,
+            self.settings.database,
+        )
+
+    async def _publish_health(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.is_serving()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        self.metrics.healthy.set(1 if status == health_pb2.HealthCheckResponse.SERVING else 0)
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, status)
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_POLL_S)
+            await self._publish_health()
+
+    async def stop(self) -> None:
+        """Shut down gracefully and write everything cached; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._running = False
+        if self._server is not None:
+            await self._publish_health()
+            # Stop accepting, let calls in flight finish within the grace.
+            await self._server.stop(self.shutdown_grace_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.subscriptions.close()
+        try:
+            written = await self.writer.flush_once()
+            log.info("final flush wrote %d jobs", written)
+        except StoreError as exc:
+            log.error("final flush failed: %s", exc)
+        await self.store.close()
+        await self.upstream.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        log.info("job service stopped")
+
+    async def __aenter__(self) -> JobServiceApp:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,106 @@
+"""``armada-jobservice serve``: run the job service until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from armada_jobservice import config
+from armada_jobservice.errors import ConfigError
+
+log = logging.getLogger("armada_jobservice")
+
+EXIT_BAD_SETTING = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` sub-command."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the job service",
+        description=(
+            "Run the job service. Settings come, in rising priority, from the defaults, "
+            "a YAML file (--config), environment variables "
+            f"{config.ENV_PREFIX}<SETTING> (e.g. {config.ENV_PREFIX}GRPC_PORT) and these flags."
+        ),
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML file of settings")
+    for name in config.field_names():
+        kind = config.field_type(name)
+        flag = "--" + name.replace("_", "-")
+        help_text = config.field_help(name)
+        if "password" in name or name == "armada_token":
+            help_text += " Prefer the environment or the config file over a flag for secrets."
+        if kind is bool:
+            parser.add_argument(
+                flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
+                help=help_text + f" (default: {config.default_of(name)})",
+            )
+        else:
+            parser.add_argument(
+                flag, dest=name, default=None, metavar=name.upper(), type=str,
+                help=help_text + f" (default: {config.default_of(name)})",
+            )
+    parser.set_defaults(handler=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> config.Settings:
+    """Merge defaults, --config, the environment and flags into Settings."""
+    flags = {}
+    for name in config.field_names():
+        raw = getattr(args, name, None)
+        if raw is not None:
+            flags[name] = config.coerce(name, raw)
+    return config.load(args.config, overrides=flags)
+
+
+def configure_logging(level: str) -> None:
+    """One line per record on stderr."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(settings: config.Settings) -> None:
+    """Run the service until a termination signal arrives."""
+    from armada_jobservice.app import JobServiceApp
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with JobServiceApp(settings) as app:
+        if app.metrics_port is not None:
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_host, app.metrics_port)
+        await stop.wait()
+        log.info("termination signal received; shutting down")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``serve``."""
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"armada-jobservice: bad setting {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    except TypeError as exc:  # pragma: no cover - Settings(**unknown) is caught earlier
+        print(f"armada-jobservice: bad setting: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    configure_logging(settings.log_level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(serve(settings))
+    except ConfigError as exc:
+        print(f"armada-jobservice: bad setting {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    return 0

@@ -1,0 +1,136 @@
+"""Job states and the pure rules that turn Armada events into them.
+
+``next_state`` is the whole event-to-state mapping; it does no I/O so that it
+can be tested with tables. The numbers of ``JobState`` are the wire numbers of
+``jobservice.JobServiceResponse.State``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, NamedTuple
+
+from armada_client.armada import event_pb2
+
+
+class JobState(enum.IntEnum):
+    """A job's state as the job service reports it (``JobServiceResponse.State``)."""
+
+    SUBMITTED = 0
+    DUPLICATE_FOUND = 1
+    RUNNING = 2
+    FAILED = 3
+    SUCCEEDED = 4
+    CANCELLED = 5
+    JOB_ID_NOT_FOUND = 6
+    CONNECTION_ERR = 7
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether no later event can change this state."""
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED})
+
+
+class Transition(NamedTuple):
+    """The state (and error text) one event moves a job to."""
+
+    job_id: str
+    #: None for an event that makes the job known without changing its state.
+    state: JobState | None
+    error: str | None
+
+
+# Events that say where a job is. Those not listed (queued, leased, pending,
+# reprioritised, cancelling, utilisation, ingress info, preempting) leave the
+# state as it was, as the original service did; they still make the job known.
+_SIMPLE = {
+    "submitted": JobState.SUBMITTED,
+    "running": JobState.RUNNING,
+    "succeeded": JobState.SUCCEEDED,
+    # The run was given back and the job waits in the queue again.
+    "lease_returned": JobState.SUBMITTED,
+    "lease_expired": JobState.SUBMITTED,
+}
+
+
+def failure_text(event: Any) -> str:
+    """Describe a ``JobFailedEvent``: its reason, cause and non-zero exit codes."""
+    parts = [event.reason or "job failed"]
+    details = []
+    if event.cause:
+        details.append("cause: " + event_pb2.Cause.Name(event.cause))
+    codes = {name: code for name, code in event.exit_codes.items() if code != 0}
+    for status in event.container_statuses:
+        if status.exitCode != 0:
+            codes.setdefault(status.name, status.exitCode)
+    if codes:
+        details.append(
+            "exit codes: " + ", ".join(f"{name}={code}" for name, code in sorted(codes.items()))
+        )
+    if details:
+        parts.append("(" + "; ".join(details) + ")")
+    return " ".join(parts)
+
+
+def cancellation_text(event: Any) -> str:
+    """Describe a ``JobCancelledEvent``: its reason and who asked for it."""
+    text = event.reason or "job cancelled"
+    if event.requestor:
+        text += f" (by {event.requestor})"
+    return text
+
+
+def preemption_text(event: Any) -> str:
+    """Describe a ``JobPreemptedEvent`` as the failure it is for the job's owner."""
+    text = "preempted"
+    if event.reason:
+        text += f": {event.reason}"
+    extras = []
+    if event.preempting_job_id:
+        extras.append(f"by job {event.preempting_job_id}")
+    if event.requestor:
+        extras.append(f"requested by {event.requestor}")
+    if extras:
+        text += " (" + ", ".join(extras) + ")"
+    return text
+
+
+def map_event(message: Any) -> Transition | None:
+    """What one ``EventMessage`` says about its job, or None when it names no job."""
+    kind = message.WhichOneof("events")
+    if kind is None:
+        return None
+    event = getattr(message, kind)
+    job_id = getattr(event, "job_id", "")
+    if not job_id:
+        return None
+    simple = _SIMPLE.get(kind)
+    if simple is not None:
+        return Transition(job_id, simple, None)
+    if kind == "failed":
+        return Transition(job_id, JobState.FAILED, failure_text(event))
+    if kind == "cancelled":
+        return Transition(job_id, JobState.CANCELLED, cancellation_text(event))
+    if kind == "preempted":
+        return Transition(job_id, JobState.FAILED, preemption_text(event))
+    return Transition(job_id, None, None)
+
+
+def next_state(
+    current: JobState | None, transition: Transition
+) -> tuple[JobState, str | None] | None:
+    """The state a job moves to, or None when the event leaves it as it was.
+
+    A terminal state never moves back; an event about a job not seen before
+    makes it at least SUBMITTED.
+    """
+    if current is not None and current.is_terminal:
+        return None
+    if transition.state is None:
+        return (JobState.SUBMITTED, None) if current is None else None
+    if current is transition.state and transition.error is None:
+        return None
+    return transition.state, transition.error
