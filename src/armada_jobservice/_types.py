@@ -1,0 +1,72 @@
+"""The client's value types: job states, serving states and a job's status."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from armada_jobservice._gen import jobservice_pb2
+
+
+class JobState(enum.StrEnum):
+    """The state of one job as the job service reports it (``JobServiceResponse.State``)."""
+
+    SUBMITTED = "SUBMITTED"
+    DUPLICATE_FOUND = "DUPLICATE_FOUND"
+    RUNNING = "RUNNING"
+    FAILED = "FAILED"
+    SUCCEEDED = "SUCCEEDED"
+    CANCELLED = "CANCELLED"
+    JOB_ID_NOT_FOUND = "JOB_ID_NOT_FOUND"
+    CONNECTION_ERR = "CONNECTION_ERR"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job has ended and its state will not change again."""
+        return self in _TERMINAL
+
+    @property
+    def is_success(self) -> bool:
+        """Whether the job ended successfully."""
+        return self is JobState.SUCCEEDED
+
+    @classmethod
+    def from_proto(cls, value: int) -> JobState:
+        """Map a wire enum number to a state; raises ``ValueError`` for an unknown number."""
+        # The wire names are fixed by the contract, so the enum's names double as the lookup key.
+        return cls(jobservice_pb2.JobServiceResponse.State.Name(value))
+
+
+_TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class ServingStatus(enum.StrEnum):
+    """What the job service's ``Health`` rpc says about itself."""
+
+    UNKNOWN = "UNKNOWN"
+    SERVING = "SERVING"
+    NOT_SERVING = "NOT_SERVING"
+
+    @classmethod
+    def from_proto(cls, value: int) -> ServingStatus:
+        """Map a wire enum number to a status; an unknown number reads as ``UNKNOWN``."""
+        try:
+            name = jobservice_pb2.HealthCheckResponse.ServingStatus.Name(value)
+        except ValueError:
+            return cls.UNKNOWN
+        return cls(name)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """One answer of ``GetJobStatus``: the job's state and the service's error text."""
+
+    state: JobState
+    """The job's state."""
+    error: str = ""
+    """Why the job failed or was cancelled, or the upstream error for ``CONNECTION_ERR``."""
+
+    @classmethod
+    def from_proto(cls, response: jobservice_pb2.JobServiceResponse) -> JobStatus:
+        """Build a status from the wire response."""
+        return cls(state=JobState.from_proto(response.state), error=response.error)
