@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 # Modules that contribute sub-commands, in the order `--help` lists them.
 _COMMAND_MODULES = (
     "armada_jobservice.serve_cli",
+    "armada_jobservice.client_cli",
 )
 
 
