@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 _COMMAND_MODULES = (
     "armada_jobservice.serve_cli",
     "armada_jobservice.client_cli",
+    "armada_jobservice.sim.cli",
 )
 
 
