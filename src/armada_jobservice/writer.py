@@ -93,10 +93,10 @@ class Writer:
             for js, entry in zip(owners, batch, strict=True):
                 js.persisted_message_id = entry.last_message_id
                 js.persisted_activity = max(js.persisted_activity, entry.last_activity)
+            self.store_ok = True
             self.metrics.flush_jobs.observe(written)
             self.metrics.flush_seconds.observe(time.perf_counter() - started)
             log.debug("flushed %d jobs of %d job sets", written, len(batch))
-        self.store_ok = True
         self.subscriptions.evict_clean()
         return written
 
@@ -127,7 +127,7 @@ class Writer:
             await self.store.ping()
         except StoreError as exc:
             if self.store_ok:
-                log.error("database does not answer: %s", exc)
+                log.error("%s", exc)
             self.store_ok = False
         else:
             self.store_ok = True

@@ -1,0 +1,115 @@
+"""A small Armada ``api.Event`` server for the job service's own tests.
+
+It keeps one ordered log of ``EventStreamMessage`` per (queue, job set),
+serves ``GetJobSetEvents`` with ``watch`` and ``from_message_id`` as Armada
+does, records every request, and can be told to refuse or break streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from armada_client.armada import event_pb2, event_pb2_grpc, health_pb2
+
+
+@dataclass
+class Faults:
+    """What the fake does wrong, settable between polls."""
+
+    #: Abort every new stream with this code (None: serve normally).
+    refuse: grpc.StatusCode | None = None
+    refuse_text: str = "refused by the test"
+    #: Abort each stream after it has sent this many events (None: never).
+    break_after: int | None = None
+
+
+@dataclass
+class FakeArmada:
+    """The fake's state: event logs, requests seen, faults."""
+
+    logs: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    requests: list[Any] = field(default_factory=list)
+    faults: Faults = field(default_factory=Faults)
+    open_streams: int = 0
+    port: int = 0
+    _changed: asyncio.Condition | None = None
+    _server: grpc.aio.Server | None = None
+
+    def publish(self, queue: str, job_set_id: str, kind: str, job_id: str, **fields: Any) -> str:
+        """Append an event of *kind* (``submitted``, ``failed``...) and wake watchers."""
+        log = self.logs.setdefault((queue, job_set_id), [])
+        message_id = f"{len(log) + 1:012d}-0"
+        message = event_pb2.EventMessage()
+        getattr(message, kind).CopyFrom(
+            type(getattr(message, kind))(job_id=job_id, job_set_id=job_set_id, queue=queue,
+                                         **fields)
+        )
+        log.append(event_pb2.EventStreamMessage(id=message_id, message=message))
+        assert self._changed is not None
+        cond = self._changed
+
+        async def notify() -> None:
+            async with cond:
+                cond.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+        return message_id
+
+    def stream_requests(self, queue: str, job_set_id: str) -> list[Any]:
+        """The GetJobSetEvents requests seen for one job set, in order."""
+        return [r for r in self.requests if (r.queue, r.id) == (queue, job_set_id)]
+
+    async def start(self) -> None:
+        """Serve on 127.0.0.1, on a free port."""
+        self._changed = asyncio.Condition()
+        self._server = grpc.aio.server()
+        event_pb2_grpc.add_EventServicer_to_server(_EventServicer(self), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+
+    async def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        if self._server is not None:
+            await self._server.stop(0)
+            self._server = None
+
+
+class _EventServicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
+    def __init__(self, fake: FakeArmada) -> None:
+        self.fake = fake
+
+    async def GetJobSetEvents(self, request: Any, context: Any) -> Any:  # noqa: N802
+        fake = self.fake
+        fake.requests.append(request)
+        faults = fake.faults
+        if faults.refuse is not None:
+            await context.abort(faults.refuse, faults.refuse_text)
+        log = fake.logs.setdefault((request.queue, request.id), [])
+        position = 0
+        if request.from_message_id:
+            position = next(
+                (i + 1 for i, m in enumerate(log) if m.id == request.from_message_id), 0
+            )
+        sent = 0
+        fake.open_streams += 1
+        try:
+            assert fake._changed is not None
+            while True:
+                while position < len(log):
+                    if faults.break_after is not None and sent >= faults.break_after:
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, "stream broken by test")
+                    yield log[position]
+                    position += 1
+                    sent += 1
+                if not request.watch:
+                    return
+                async with fake._changed:
+                    await fake._changed.wait_for(lambda: position < len(log))
+        finally:
+            fake.open_streams -= 1
+
+    async def Health(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
