@@ -195,7 +195,7 @@ def coerce(name: str, value: Any) -> Any:
         if not isinstance(value, str | int | float):
             raise ValueError(value)
         return str(value)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(name, f"expected {kind.__name__}, got {value!r}") from exc
 
 

@@ -88,9 +88,6 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"armada-jobservice: bad setting {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
-    except TypeError as exc:  # pragma: no cover - Settings(**unknown) is caught earlier
-        print(f"armada-jobservice: bad setting: {exc}", file=sys.stderr)
-        return EXIT_BAD_SETTING
     configure_logging(settings.log_level)
     try:
         import uvloop

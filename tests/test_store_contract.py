@@ -1,0 +1,163 @@
+"""One contract, every storage backend: SQLite (file) and PostgreSQL (the local server)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from armada_jobservice.cache import JobRow, JobSetKey
+from armada_jobservice.errors import StoreError
+from armada_jobservice.store import Store, open_store
+from armada_jobservice.store.base import JobSetWrite
+
+PG_URL = os.environ.get("JOBSERVICE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema of the test PostgreSQL database."""
+    import psycopg
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """An open store."""
+    s = open_store(store_url)
+    s.open()
+    yield s
+    s.close()
+
+
+K1 = JobSetKey("q1", "set")
+K2 = JobSetKey("q2", "set")  # same job set id, other queue
+
+
+def test_empty_store(store: Store) -> None:
+    """A new store holds nothing."""
+    assert store.load_job_set(K1) is None
+    assert store.counts() == (0, 0)
+    store.ping()
+
+
+def test_write_and_load(store: Store) -> None:
+    """A batch is read back exactly: rows, position and activity, per (queue, job set)."""
+    store.write([
+        JobSetWrite(K1, "m-2", 100.0, [JobRow("a", 0, None), JobRow("b", 3, "boom")]),
+        JobSetWrite(K2, "m-9", 50.0, [JobRow("a", 4, None)]),
+    ])
+    one = store.load_job_set(K1)
+    assert one is not None
+    assert one.last_message_id == "m-2"
+    assert one.last_activity == 100.0
+    assert sorted(one.rows) == [JobRow("a", 0, None), JobRow("b", 3, "boom")]
+    two = store.load_job_set(K2)
+    assert two is not None
+    assert two.rows == [JobRow("a", 4, None)]
+    assert store.counts() == (2, 3)
+
+
+def test_upserts_replace_jobs_and_never_lose_others(store: Store) -> None:
+    """Writing a job set again updates its rows and keeps the jobs the batch does not name."""
+    store.write([JobSetWrite(K1, "m-1", 10.0, [JobRow("a", 0, None), JobRow("b", 0, None)])])
+    store.write([JobSetWrite(K1, "m-2", 20.0, [JobRow("a", 5, "cancelled")])])
+    store.write([JobSetWrite(K1, None, 15.0, [])])  # a poll-only touch: position kept
+    loaded = store.load_job_set(K1)
+    assert loaded is not None
+    assert sorted(loaded.rows) == [JobRow("a", 5, "cancelled"), JobRow("b", 0, None)]
+    assert loaded.last_message_id == "m-2"
+    assert loaded.last_activity == 20.0
+
+
+def test_retention_deletes_whole_idle_job_sets(store: Store) -> None:
+    """Idle job sets are found by activity and deleted with all their jobs; others stay."""
+    store.write([
+        JobSetWrite(K1, "m", 100.0, [JobRow("a", 4, None)]),
+        JobSetWrite(K2, "m", 300.0, [JobRow("a", 4, None)]),
+    ])
+    assert store.idle_job_sets(200.0, 10) == [K1]
+    assert store.delete_job_sets([K1], 200.0) == 1
+    assert store.load_job_set(K1) is None
+    assert store.load_job_set(K2) is not None
+    assert store.counts() == (1, 1)
+
+
+def test_delete_rechecks_activity(store: Store) -> None:
+    """A job set active again since it was found idle is not deleted."""
+    store.write([JobSetWrite(K1, "m", 100.0, [JobRow("a", 0, None)])])
+    assert store.idle_job_sets(200.0, 10) == [K1]
+    store.write([JobSetWrite(K1, "m", 250.0, [])])
+    assert store.delete_job_sets([K1], 200.0) == 0
+    assert store.load_job_set(K1) is not None
+
+
+def test_reopen_keeps_data(store_url: str) -> None:
+    """Opening an existing database creates nothing new and drops nothing."""
+    first = open_store(store_url)
+    first.open()
+    first.write([JobSetWrite(K1, "m-7", 1.0, [JobRow("x", 4, None)])])
+    first.close()
+    second = open_store(store_url)
+    second.open()
+    loaded = second.load_job_set(K1)
+    second.close()
+    assert loaded is not None
+    assert loaded.rows == [JobRow("x", 4, None)]
+
+
+def test_large_batch(store: Store) -> None:
+    """A batch of 20,000 rows over 200 job sets is written in one call."""
+    batch = [
+        JobSetWrite(JobSetKey("q", f"s{n}"), f"m{n}", 1.0,
+                    [JobRow(f"job-{n}-{i}", i % 5, None) for i in range(100)])
+        for n in range(200)
+    ]
+    store.write(batch)
+    assert store.counts() == (200, 20_000)
+
+
+def test_closed_store_raises_store_error(store_url: str) -> None:
+    """Using a store that is not open raises StoreError, never a driver error."""
+    s = open_store(store_url)
+    s.open()
+    s.close()
+    if store_url.startswith("sqlite"):
+        with pytest.raises(StoreError):
+            s.ping()
+    else:  # PostgreSQL reconnects on demand
+        s.ping()
+        s.close()
+
+
+def test_unreachable_postgres_is_store_error() -> None:
+    """A PostgreSQL server that does not answer is a StoreError naming the problem."""
+    s = open_store("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(StoreError, match="cannot connect"):
+        s.open()
+
+
+def test_missing_sqlite_folder_is_store_error(tmp_path: Path) -> None:
+    """A SQLite path in a folder that does not exist is a StoreError."""
+    s = open_store(f"sqlite:///{tmp_path}/nope/x.db")
+    with pytest.raises(StoreError, match="does not exist"):
+        s.open()
