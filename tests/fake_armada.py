@@ -32,6 +32,12 @@ class FakeArmada:
 
     logs: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     requests: list[Any] = field(default_factory=list)
+    #: The invocation metadata of every GetJobSetEvents call, as dicts.
+    metadata: list[dict[str, str]] = field(default_factory=list)
+    #: The peer address (client host:port) of every GetJobSetEvents call.
+    peers: list[str] = field(default_factory=list)
+    #: (private key PEM, certificate chain PEM) to serve TLS instead of plain text.
+    tls: tuple[bytes, bytes] | None = None
     faults: Faults = field(default_factory=Faults)
     open_streams: int = 0
     port: int = 0
@@ -67,7 +73,11 @@ class FakeArmada:
         self._changed = asyncio.Condition()
         self._server = grpc.aio.server()
         event_pb2_grpc.add_EventServicer_to_server(_EventServicer(self), self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        if self.tls is None:
+            self.port = self._server.add_insecure_port("127.0.0.1:0")
+        else:
+            creds = grpc.ssl_server_credentials([self.tls])
+            self.port = self._server.add_secure_port("127.0.0.1:0", creds)
         await self._server.start()
 
     async def stop(self) -> None:
@@ -84,6 +94,8 @@ class _EventServicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
     async def GetJobSetEvents(self, request: Any, context: Any) -> Any:  # noqa: N802
         fake = self.fake
         fake.requests.append(request)
+        fake.metadata.append(dict(context.invocation_metadata()))
+        fake.peers.append(context.peer())
         faults = fake.faults
         if faults.refuse is not None:
             await context.abort(faults.refuse, faults.refuse_text)
