@@ -45,8 +45,12 @@ def generate(out_dir: Path) -> list[Path]:
         text = path.read_text()
         # protoc writes absolute imports between generated modules; the package
         # needs them relative so that the files live inside armada_jobservice.
-        text = re.sub(r"^import jobservice_pb2 as", "from . import jobservice_pb2 as", text,
-                      flags=re.MULTILINE)
+        text = re.sub(
+            r"^import jobservice_pb2 as",
+            "from . import jobservice_pb2 as",
+            text,
+            flags=re.MULTILINE,
+        )
         path.write_text(HEADER + text)
         written.append(path)
     init = out_dir / "__init__.py"

@@ -50,8 +50,9 @@ class FakeArmada:
         message_id = f"{len(log) + 1:012d}-0"
         message = event_pb2.EventMessage()
         getattr(message, kind).CopyFrom(
-            type(getattr(message, kind))(job_id=job_id, job_set_id=job_set_id, queue=queue,
-                                         **fields)
+            type(getattr(message, kind))(
+                job_id=job_id, job_set_id=job_set_id, queue=queue, **fields
+            )
         )
         log.append(event_pb2.EventStreamMessage(id=message_id, message=message))
         assert self._changed is not None
@@ -91,7 +92,7 @@ class _EventServicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
     def __init__(self, fake: FakeArmada) -> None:
         self.fake = fake
 
-    async def GetJobSetEvents(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def GetJobSetEvents(self, request: Any, context: Any) -> Any:
         fake = self.fake
         fake.requests.append(request)
         fake.metadata.append(dict(context.invocation_metadata()))
@@ -119,9 +120,10 @@ class _EventServicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
                 if not request.watch:
                     return
                 async with fake._changed:
-                    await fake._changed.wait_for(lambda: position < len(log))
+                    seen = position
+                    await fake._changed.wait_for(lambda seen=seen: seen < len(log))
         finally:
             fake.open_streams -= 1
 
-    async def Health(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def Health(self, request: Any, context: Any) -> Any:
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)

@@ -13,10 +13,16 @@ from armada_jobservice.errors import ConfigError
 def test_defaults() -> None:
     """The documented defaults."""
     s = config.load(environ={})
-    assert (s.grpc_port, s.armada_url, s.database) == (60003, "localhost:50051",
-                                                       "sqlite:///jobservice.db")
-    assert (s.subscription_expiry_s, s.flush_interval_s, s.max_subscriptions) == (300.0, 1.0,
-                                                                                  10_000)
+    assert (s.grpc_port, s.armada_url, s.database) == (
+        60003,
+        "localhost:50051",
+        "sqlite:///jobservice.db",
+    )
+    assert (s.subscription_expiry_s, s.flush_interval_s, s.max_subscriptions) == (
+        300.0,
+        1.0,
+        10_000,
+    )
     assert s.metrics_port is None
 
 

@@ -14,7 +14,8 @@ def test_generated_code_is_fresh(tmp_path: Path) -> None:
     """Re-running the generator changes nothing; if it fails, run scripts/gen_protos.py."""
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), str(tmp_path)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     fresh = {p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()}
     committed = {p.name: p.read_text() for p in GEN.iterdir() if p.is_file()}

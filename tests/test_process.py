@@ -34,8 +34,15 @@ class ServeProcess:
     async def start(cls, *args: str) -> ServeProcess:
         """Start it and wait until it says which port it listens on."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "armada_jobservice.cli", "serve", "--grpc-host", "127.0.0.1",
-            "--grpc-port", "0", *args,
+            sys.executable,
+            "-m",
+            "armada_jobservice.cli",
+            "serve",
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            *args,
             stderr=asyncio.subprocess.PIPE,
         )
         assert proc.stderr is not None
@@ -79,19 +86,27 @@ def stored(db: Path) -> tuple[str | None, dict[str, int]]:
         row = conn.execute(
             "SELECT last_message_id FROM job_sets WHERE queue=? AND job_set_id=?", (Q, JS)
         ).fetchone()
-        jobs = dict(conn.execute(
-            "SELECT job_id, state FROM jobs WHERE queue=? AND job_set_id=?", (Q, JS)
-        ).fetchall())
+        jobs = dict(
+            conn.execute(
+                "SELECT job_id, state FROM jobs WHERE queue=? AND job_set_id=?", (Q, JS)
+            ).fetchall()
+        )
     return (row[0] if row else None), jobs
 
 
 async def test_sigkill_and_restart_resumes_from_stored_position(
     fake: FakeArmada, tmp_path: Path
 ) -> None:
-    """After SIGKILL the restarted service keeps what it flushed and resumes after it, not from the start."""
+    """After SIGKILL a restarted service keeps what it flushed and resumes after it."""
     db = tmp_path / "js.db"
-    args = ("--armada-url", f"127.0.0.1:{fake.port}", "--database", f"sqlite:///{db}",
-            "--flush-interval-s", "0.1")
+    args = (
+        "--armada-url",
+        f"127.0.0.1:{fake.port}",
+        "--database",
+        f"sqlite:///{db}",
+        "--flush-interval-s",
+        "0.1",
+    )
     first = await ServeProcess.start(*args)
     client = Client(first.port)
     assert (await client.status(Q, JS, "job-0")).state == State.JOB_ID_NOT_FOUND
@@ -114,10 +129,13 @@ async def test_sigkill_and_restart_resumes_from_stored_position(
     client = Client(second.port)
     assert (await client.status(Q, JS, "job-0")).state == State.SUCCEEDED
     assert (await client.status(Q, JS, "job-49")).state == State.SUBMITTED
-    reply = await eventually(lambda: client.status(Q, JS, "job-2"), lambda r: r.state == State.FAILED)
+    reply = await eventually(
+        lambda: client.status(Q, JS, "job-2"), lambda r: r.state == State.FAILED
+    )
     assert reply.error == "disk full"
-    reply = await eventually(lambda: client.status(Q, JS, "job-3"),
-                             lambda r: r.state == State.CANCELLED)
+    reply = await eventually(
+        lambda: client.status(Q, JS, "job-3"), lambda r: r.state == State.CANCELLED
+    )
     assert (await client.status(Q, JS, "job-4")).state == State.RUNNING
     resumed = fake.stream_requests(Q, JS)[requests_before:]
     assert [r.from_message_id for r in resumed] == [last]
@@ -130,8 +148,12 @@ async def test_sigterm_flushes_and_exits_zero(fake: FakeArmada, tmp_path: Path) 
     """SIGTERM finishes, writes what is cached (even before a flush was due) and exits 0."""
     db = tmp_path / "js.db"
     proc = await ServeProcess.start(
-        "--armada-url", f"127.0.0.1:{fake.port}", "--database", f"sqlite:///{db}",
-        "--flush-interval-s", "3600",
+        "--armada-url",
+        f"127.0.0.1:{fake.port}",
+        "--database",
+        f"sqlite:///{db}",
+        "--flush-interval-s",
+        "3600",
     )
     client = Client(proc.port)
     await client.status(Q, JS, "job-1")
@@ -145,13 +167,19 @@ async def test_sigterm_flushes_and_exits_zero(fake: FakeArmada, tmp_path: Path) 
     assert any("final flush wrote 1 jobs" in line for line in proc.log)
 
 
-def run_serve(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_serve(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``serve`` expecting it to stop at start-up."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ARMADA_JOBSERVICE_")}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "armada_jobservice.cli", "serve", "--grpc-port", "0", *args],
-        capture_output=True, text=True, env=full_env, timeout=30, cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=30,
+        cwd=cwd,
     )
 
 
@@ -191,7 +219,9 @@ def test_help_documents_every_setting_with_its_default() -> None:
 
     result = subprocess.run(
         [sys.executable, "-m", "armada_jobservice.cli", "serve", "--help"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     text = " ".join(result.stdout.split())
     for name in config.field_names():

@@ -89,7 +89,9 @@ async def test_jobs_nobody_asked_about_are_cached(armada: FakeArmada, client: Cl
     for n in range(20):
         armada.publish(Q, JS, "submitted", f"other-{n}")
     armada.publish(Q, JS, "running", "other-19")
-    reply = await eventually(lambda: state_of(client, "other-19"), lambda r: r.state == State.RUNNING)
+    reply = await eventually(
+        lambda: state_of(client, "other-19"), lambda r: r.state == State.RUNNING
+    )
     assert reply.state == State.RUNNING
     assert (await state_of(client, "other-0")).state == State.SUBMITTED
 
@@ -102,7 +104,9 @@ async def test_same_job_set_id_in_two_queues_is_two_sets(
     await state_of(client, "job-1", queue="q2")
     armada.publish("q1", JS, "succeeded", "job-1")
     armada.publish("q2", JS, "running", "job-1")
-    await eventually(lambda: state_of(client, "job-1", queue="q1"), lambda r: r.state == State.SUCCEEDED)
+    await eventually(
+        lambda: state_of(client, "job-1", queue="q1"), lambda r: r.state == State.SUCCEEDED
+    )
     reply = await eventually(
         lambda: state_of(client, "job-1", queue="q2"), lambda r: r.state == State.RUNNING
     )
@@ -136,13 +140,12 @@ async def test_broken_stream_resumes_after_last_applied_event(
     armada.faults.break_after = None
     await eventually(lambda: state_of(client, "job-0"), lambda r: r.state == State.RUNNING)
     resumed = [r.from_message_id for r in armada.stream_requests(Q, JS)[1:]]
-    assert resumed and all(m in (ids[2], ids[3]) for m in resumed)
-    assert resumed[0] == ids[2]
+    # Every re-opened stream asks for the events after the last one applied.
+    assert len(resumed) >= 2
+    assert set(resumed) == {ids[2]}
 
 
-async def test_refusal_answers_connection_err_at_once(
-    armada: FakeArmada, client: Client
-) -> None:
+async def test_refusal_answers_connection_err_at_once(armada: FakeArmada, client: Client) -> None:
     """PERMISSION_DENIED from Armada answers CONNECTION_ERR with Armada's text straight away."""
     armada.faults.refuse = grpc.StatusCode.PERMISSION_DENIED
     armada.faults.refuse_text = "user bob may not watch queue-a"
@@ -237,7 +240,9 @@ async def test_subscription_expires_without_polls(
         await client.close()
 
 
-async def test_subscription_limit(armada: FakeArmada, make_settings: Callable[..., Settings]) -> None:
+async def test_subscription_limit(
+    armada: FakeArmada, make_settings: Callable[..., Settings]
+) -> None:
     """Beyond max_subscriptions, a new job set answers CONNECTION_ERR; the others keep working."""
     async with JobServiceApp(make_settings(max_subscriptions=2)) as app:
         client = Client(app.grpc_port)
@@ -265,8 +270,9 @@ async def test_retention_deletes_idle_job_sets_whole(
         await state_of(client, "job-1", job_set="live")
         armada.publish(Q, "old", "succeeded", "job-1")
         armada.publish(Q, "live", "running", "job-1")
-        await eventually(lambda: state_of(client, "job-1", job_set="old"),
-                         lambda r: r.state == State.SUCCEEDED)
+        await eventually(
+            lambda: state_of(client, "job-1", job_set="old"), lambda r: r.state == State.SUCCEEDED
+        )
         # "old" is left alone: it expires, is flushed and leaves memory.
         await eventually(lambda: (Q, "old") not in app.subscriptions.job_sets)
         for _ in range(10):
@@ -280,8 +286,9 @@ async def test_retention_deletes_idle_job_sets_whole(
         assert (await state_of(client, "job-1", job_set="live")).state == State.RUNNING
         # Polled again, the deleted set starts over from Armada's first event.
         assert (await state_of(client, "job-1", job_set="old")).state == State.JOB_ID_NOT_FOUND
-        await eventually(lambda: state_of(client, "job-1", job_set="old"),
-                         lambda r: r.state == State.SUCCEEDED)
+        await eventually(
+            lambda: state_of(client, "job-1", job_set="old"), lambda r: r.state == State.SUCCEEDED
+        )
         await client.close()
 
 
@@ -336,9 +343,7 @@ async def test_failed_flush_loses_nothing(
     assert [(r.job_id, r.state) for r in stored.rows] == [("job-1", State.SUCCEEDED)]
 
 
-async def test_metrics_endpoint(
-    armada: FakeArmada, make_settings: Callable[..., Settings]
-) -> None:
+async def test_metrics_endpoint(armada: FakeArmada, make_settings: Callable[..., Settings]) -> None:
     """/metrics serves subscriptions, events, polls by state, flushes and cached jobs."""
     import urllib.request
 

@@ -121,4 +121,4 @@ def test_wire_numbers_match_the_contract() -> None:
     from armada_jobservice._gen import jobservice_pb2
 
     wire = jobservice_pb2.JobServiceResponse.State
-    assert {s.name: int(s) for s in S} == {name: wire.Value(name) for name in wire.keys()}
+    assert {s.name: int(s) for s in S} == {name: wire.Value(name) for name in wire.keys()}  # noqa: SIM118 - an EnumTypeWrapper, not a dict

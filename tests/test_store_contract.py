@@ -62,10 +62,12 @@ def test_empty_store(store: Store) -> None:
 
 def test_write_and_load(store: Store) -> None:
     """A batch is read back exactly: rows, position and activity, per (queue, job set)."""
-    store.write([
-        JobSetWrite(K1, "m-2", 100.0, [JobRow("a", 0, None), JobRow("b", 3, "boom")]),
-        JobSetWrite(K2, "m-9", 50.0, [JobRow("a", 4, None)]),
-    ])
+    store.write(
+        [
+            JobSetWrite(K1, "m-2", 100.0, [JobRow("a", 0, None), JobRow("b", 3, "boom")]),
+            JobSetWrite(K2, "m-9", 50.0, [JobRow("a", 4, None)]),
+        ]
+    )
     one = store.load_job_set(K1)
     assert one is not None
     assert one.last_message_id == "m-2"
@@ -91,10 +93,12 @@ def test_upserts_replace_jobs_and_never_lose_others(store: Store) -> None:
 
 def test_retention_deletes_whole_idle_job_sets(store: Store) -> None:
     """Idle job sets are found by activity and deleted with all their jobs; others stay."""
-    store.write([
-        JobSetWrite(K1, "m", 100.0, [JobRow("a", 4, None)]),
-        JobSetWrite(K2, "m", 300.0, [JobRow("a", 4, None)]),
-    ])
+    store.write(
+        [
+            JobSetWrite(K1, "m", 100.0, [JobRow("a", 4, None)]),
+            JobSetWrite(K2, "m", 300.0, [JobRow("a", 4, None)]),
+        ]
+    )
     assert store.idle_job_sets(200.0, 10) == [K1]
     assert store.delete_job_sets([K1], 200.0) == 1
     assert store.load_job_set(K1) is None
@@ -128,8 +132,12 @@ def test_reopen_keeps_data(store_url: str) -> None:
 def test_large_batch(store: Store) -> None:
     """A batch of 20,000 rows over 200 job sets is written in one call."""
     batch = [
-        JobSetWrite(JobSetKey("q", f"s{n}"), f"m{n}", 1.0,
-                    [JobRow(f"job-{n}-{i}", i % 5, None) for i in range(100)])
+        JobSetWrite(
+            JobSetKey("q", f"s{n}"),
+            f"m{n}",
+            1.0,
+            [JobRow(f"job-{n}-{i}", i % 5, None) for i in range(100)],
+        )
         for n in range(200)
     ]
     store.write(batch)

@@ -27,7 +27,9 @@ async def subscribe_and_wait(app: JobServiceApp, armada: FakeArmada, n: int = 1)
     await client.close()
 
 
-async def test_basic_auth_header(armada: FakeArmada, make_settings: Callable[..., Settings]) -> None:
+async def test_basic_auth_header(
+    armada: FakeArmada, make_settings: Callable[..., Settings]
+) -> None:
     """Basic credentials reach Armada as an ``authorization: basic`` header."""
     settings = make_settings(armada_username="alice", armada_password="s3cret")
     async with JobServiceApp(settings) as app:
@@ -57,10 +59,26 @@ def certificate(tmp_path: Path) -> tuple[bytes, bytes, Path]:
     """A self-signed certificate for 127.0.0.1: (key, cert, path of the cert as CA file)."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return key.read_bytes(), cert.read_bytes(), cert
 
@@ -74,7 +92,8 @@ async def test_tls_with_ca_file_and_token(
     await armada.start()
     try:
         settings = make_settings(
-            armada_url=f"127.0.0.1:{armada.port}", armada_ca_file=str(ca_file),
+            armada_url=f"127.0.0.1:{armada.port}",
+            armada_ca_file=str(ca_file),
             armada_token="tls-token",
         )
         async with JobServiceApp(settings) as app:

@@ -70,7 +70,8 @@ class JobServiceApp:
         self._running = False
         self._stopped = False
         self.metrics.gauge(
-            "subscriptions_active", "Job sets with an open event stream.",
+            "subscriptions_active",
+            "Job sets with an open event stream.",
             lambda: self.subscriptions.active,
         )
         self.metrics.gauge(
@@ -98,10 +99,14 @@ class JobServiceApp:
         # so_reuseport=0: a second service on the same port must fail, not share it.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         servicer = JobServiceServicer(
-            self.subscriptions, self.metrics, self.is_serving,
+            self.subscriptions,
+            self.metrics,
+            self.is_serving,
             self.settings.connection_error_grace_s,
         )
-        jobservice_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
+        jobservice_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            servicer, server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -131,7 +136,9 @@ class JobServiceApp:
         ]
         log.info(
             "job service listening on %s:%d, Armada at %s, database %s",
-            self.settings.grpc_host, self.grpc_port, self.settings.armada_url,
+            self.settings.grpc_host,
+            self.grpc_port,
+            self.settings.armada_url,
             self.settings.database,
         )
 

@@ -77,11 +77,13 @@ class _HotPathCollector(Collector):
             polls.add_metric([state.name], m.polls_by_state[state])
         yield polls
         yield CounterMetricFamily(
-            f"{PREFIX}_events_received", "Events read from Armada's streams.",
+            f"{PREFIX}_events_received",
+            "Events read from Armada's streams.",
             value=m.events_received,
         )
         yield CounterMetricFamily(
-            f"{PREFIX}_events_applied", "Events that changed a cached job.",
+            f"{PREFIX}_events_applied",
+            "Events that changed a cached job.",
             value=m.events_applied,
         )
         reconnects = CounterMetricFamily(

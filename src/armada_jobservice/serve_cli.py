@@ -36,12 +36,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help_text += " Prefer the environment or the config file over a flag for secrets."
         if kind is bool:
             parser.add_argument(
-                flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
+                flag,
+                dest=name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
                 help=help_text + f" (default: {config.default_of(name)})",
             )
         else:
             parser.add_argument(
-                flag, dest=name, default=None, metavar=name.upper(), type=str,
+                flag,
+                dest=name,
+                default=None,
+                metavar=name.upper(),
+                type=str,
                 help=help_text + f" (default: {config.default_of(name)})",
             )
     parser.set_defaults(handler=run)

@@ -40,7 +40,7 @@ def invalid_field(request: Any) -> str | None:
     return None
 
 
-class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):  # type: ignore[misc]
+class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
     """Answers ``GetJobStatus`` from the cache and ``Health`` from the service's state."""
 
     def __init__(
@@ -56,9 +56,7 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):  # type: ignor
         self._is_serving = is_serving
         self._grace_s = connection_error_grace_s
 
-    async def GetJobStatus(  # noqa: N802 - gRPC method name
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> Any:
+    async def GetJobStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Answer the cached state of one job, subscribing to its job set on first sight."""
         problem = invalid_field(request)
         if problem is not None:
@@ -87,11 +85,9 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):  # type: ignor
 
     def _answer(self, state: int, error: str) -> Any:
         self._polls[state] += 1
-        return _Response(state=state, error=error)
+        return _Response(state=state, error=error)  # type: ignore[arg-type]
 
-    async def Health(  # noqa: N802 - gRPC method name
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> Any:
+    async def Health(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """SERVING while the service runs and its database answers, NOT_SERVING otherwise."""
         status = (
             jobservice_pb2.HealthCheckResponse.SERVING

@@ -48,7 +48,7 @@ def backoff_s(attempt: int, base_s: float, cap_s: float, rand: random.Random) ->
     random, so thousands of streams broken at once do not reconnect together
     yet none retries much sooner than its step.
     """
-    step = min(cap_s, base_s * (2**attempt))
+    step = min(cap_s, base_s * (2.0**attempt))
     return step / 2 + rand.uniform(0, step / 2)
 
 
@@ -82,7 +82,7 @@ class SubscriptionManager:
         self.job_sets: dict[JobSetKey, JobSet] = {}
         self.active = 0
         self._loading: dict[JobSetKey, asyncio.Task[None]] = {}
-        self._stub = event_pb2_grpc.EventStub(upstream.channel)
+        self._stub = event_pb2_grpc.EventStub(upstream.channel)  # type: ignore[no-untyped-call]
         self._closed = False
 
     # -- polls ---------------------------------------------------------------
@@ -105,9 +105,7 @@ class SubscriptionManager:
             if js is None:
                 js = JobSet(key, now)
                 self.job_sets[key] = js
-            js.stream = asyncio.get_running_loop().create_task(
-                self._run(js), name=f"events {key}"
-            )
+            js.stream = asyncio.get_running_loop().create_task(self._run(js), name=f"events {key}")
             self.active += 1
             log.info("subscribed to job set %s (%d active)", key, self.active)
         js.last_poll = now

@@ -50,7 +50,9 @@ class TokenFile:
         except OSError as exc:
             if self._stamp is None:
                 raise ConfigError("armada_token_file", f"cannot read {self.path}: {exc}") from exc
-            log.warning("cannot read token file %s (%s); keeping the previous token", self.path, exc)
+            log.warning(
+                "cannot read token file %s (%s); keeping the previous token", self.path, exc
+            )
             return self._token
         stamp = (st.st_mtime_ns, st.st_size)
         with self._lock:

@@ -114,8 +114,8 @@ class PostgresStore:
 
     def write(self, batch: Iterable[JobSetWrite]) -> None:
         """Upsert a batch in one transaction."""
-        set_rows = []
-        job_rows = []
+        set_rows: list[tuple[str, str, str | None, float]] = []
+        job_rows: list[tuple[str, str, str, int, str | None]] = []
         for entry in batch:
             queue, job_set_id = entry.key
             set_rows.append((queue, job_set_id, entry.last_message_id, entry.last_activity))

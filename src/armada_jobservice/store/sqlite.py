@@ -122,8 +122,8 @@ class SQLiteStore:
     def write(self, batch: Iterable[JobSetWrite]) -> None:
         """Upsert a batch in one transaction."""
         db = self._db
-        set_rows = []
-        job_rows = []
+        set_rows: list[tuple[str, str, str | None, float]] = []
+        job_rows: list[tuple[str, str, str, int, str | None]] = []
         for entry in batch:
             queue, job_set_id = entry.key
             set_rows.append((queue, job_set_id, entry.last_message_id, entry.last_activity))
