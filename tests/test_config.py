@@ -65,3 +65,11 @@ def test_yaml_must_be_a_mapping(tmp_path: Path) -> None:
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         config.load(path, environ={})
+
+
+def test_readme_documents_every_setting() -> None:
+    """The README's configuration table names every setting."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for name in config.field_names():
+        assert f"`{name}`" in table, name

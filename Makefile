@@ -1,0 +1,35 @@
+# The project's habits in one place; CI (.ci/run) calls these targets too.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: install test check lint typecheck protos lock demo bench clean
+
+install:  ## create .venv and install the package with its dev tools, pinned by constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+
+test:  ## the whole test suite
+	$(BIN)/python -m pytest
+
+lint:
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+typecheck:
+	$(BIN)/mypy
+
+check: lint typecheck test  ## everything CI checks
+
+protos:  ## regenerate src/armada_jobservice/_gen from proto/jobservice.proto
+	$(BIN)/python scripts/gen_protos.py
+
+lock:  ## re-pin constraints.txt from the current .venv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^armada-jobservice' > constraints.txt
+
+demo:
+	$(BIN)/armada-jobservice demo
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
