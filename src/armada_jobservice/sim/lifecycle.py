@@ -211,9 +211,10 @@ class JobPlan:
 
 def _seconds(annotations: Mapping[str, str], key: str, low_high: tuple[float, float],
              rng: random.Random) -> float:
+    drawn = rng.uniform(*low_high)
     raw = annotations.get(key)
     if raw is None:
-        return rng.uniform(*low_high)
+        return drawn
     try:
         value = float(raw)
     except ValueError:

@@ -331,8 +331,10 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
                 if handle.kill is not None:
                     await _abort(context, *handle.kill)
                 messages = log.messages
-                end = len(messages) if stop is None else min(stop, len(messages))
-                while position < end:
+                # The bound is re-read after every send: events appended while
+                # a send was suspended must not be left for a wake-up that
+                # already happened.
+                while position < (len(messages) if stop is None else min(stop, len(messages))):
                     message = messages[position]
                     position += 1
                     if sim.faults.stream_delay_s:
