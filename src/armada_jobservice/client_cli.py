@@ -23,7 +23,7 @@ import grpc
 from armada_jobservice._async_client import AsyncJobServiceClient
 from armada_jobservice._channel import DEFAULT_TARGET
 from armada_jobservice._exceptions import JobServiceError, WaitTimeout
-from armada_jobservice._types import JobState, JobStatus, ServingStatus
+from armada_jobservice._types import JobState, ServingStatus
 from armada_jobservice._wait import (
     DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
     DEFAULT_NOT_FOUND_TIMEOUT_S,

@@ -1,7 +1,7 @@
 """A scriptable job-service servicer on a real port, for the client library's own tests.
 
-The client's end-to-end behaviour against the real service is covered in
-``test_client_service.py`` and the CLI tests; this servicer exists to produce
+The ``stack`` fixture runs the real job service in front of the Armada
+simulator, for end-to-end tests; the scripted servicer exists to produce
 the answers a real service produces only rarely (UNAVAILABLE bursts, unknown
 enum numbers, slow answers) on demand.
 """
@@ -9,14 +9,18 @@ enum numbers, slow answers) on demand.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice.app import JobServiceApp
+from armada_jobservice.config import Settings
+from armada_jobservice.sim import ArmadaSimulator
 
 State = jobservice_pb2.JobServiceResponse.State
 
@@ -110,3 +114,27 @@ def dead_target() -> str:
     grpc_server.start()
     grpc_server.stop(grace=None)
     return f"127.0.0.1:{port}"
+
+
+@dataclass
+class Stack:
+    """A simulator and a real job service in front of it."""
+
+    sim: ArmadaSimulator
+    target: str
+    queue: str = "q"
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """Start the Armada simulator and the job service on port 0, for one test."""
+    async with ArmadaSimulator(queues=["q"], time_scale=0.01, seed=1) as sim:
+        settings = Settings(
+            grpc_host="127.0.0.1",
+            grpc_port=0,
+            armada_url=sim.address,
+            database=f"sqlite:///{tmp_path}/js.db",
+            metrics_port=None,
+        )
+        async with JobServiceApp(settings) as app:
+            yield Stack(sim=sim, target=f"127.0.0.1:{app.grpc_port}")

@@ -9,7 +9,6 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import Server, State
 
 from armada_jobservice import (
     AsyncJobServiceClient,
@@ -22,6 +21,7 @@ from armada_jobservice import (
     ServiceUnavailable,
     ServingStatus,
 )
+from conftest import Server, State
 
 Call = Callable[..., Any]
 
