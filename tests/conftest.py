@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,19 @@ async def service(make_settings: Callable[..., Settings]) -> AsyncIterator[JobSe
     """The real job service with default test settings."""
     async with JobServiceApp(make_settings()) as app:
         yield app
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[bytes, bytes, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1: (key, cert, cert's path)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key.read_bytes(), cert.read_bytes(), cert
 
 
 class Client:

@@ -91,6 +91,15 @@ def test_upserts_replace_jobs_and_never_lose_others(store: Store) -> None:
     assert loaded.last_activity == 20.0
 
 
+def test_terminal_state_is_never_overwritten(store: Store) -> None:
+    """A stored terminal state survives a later write of an older state."""
+    store.write([JobSetWrite(K1, "m-5", 1.0, [JobRow("a", 4, None), JobRow("b", 2, None)])])
+    store.write([JobSetWrite(K1, "m-3", 2.0, [JobRow("a", 2, None), JobRow("b", 3, "x")])])
+    loaded = store.load_job_set(K1)
+    assert loaded is not None
+    assert sorted(loaded.rows) == [JobRow("a", 4, None), JobRow("b", 3, "x")]
+
+
 def test_retention_deletes_whole_idle_job_sets(store: Store) -> None:
     """Idle job sets are found by activity and deleted with all their jobs; others stay."""
     store.write(

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import base64
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from armada_jobservice.app import JobServiceApp
 from armada_jobservice.config import Settings
@@ -52,35 +49,6 @@ async def test_token_file_is_reread_when_it_changes(
         armada.publish(Q, JS, "submitted", "j")  # breaks the stream; it reconnects
         await eventually(lambda: len(armada.metadata) >= 2)
     assert armada.metadata[-1]["authorization"] == "bearer second-token-longer"
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[bytes, bytes, Path]:
-    """A self-signed certificate for 127.0.0.1: (key, cert, path of the cert as CA file)."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return key.read_bytes(), cert.read_bytes(), cert
 
 
 async def test_tls_with_ca_file_and_token(

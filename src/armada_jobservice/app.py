@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice.auth import AcceptedTokens, BearerAuthInterceptor
 from armada_jobservice.config import Settings
 from armada_jobservice.errors import ConfigError, StoreError
 from armada_jobservice.metrics import Metrics
@@ -96,8 +97,19 @@ class JobServiceApp:
             raise
 
     async def _start_serving(self) -> None:
+        interceptors = []
+        if self.settings.client_tokens_file is not None:
+            interceptors.append(
+                BearerAuthInterceptor(AcceptedTokens(self.settings.client_tokens_file))
+            )
+        elif self.settings.grpc_host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "no client authentication (client_tokens_file): anyone who reaches port %s "
+                "can make this service watch job sets with its Armada identity",
+                self.settings.grpc_port,
+            )
         # so_reuseport=0: a second service on the same port must fail, not share it.
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
         servicer = JobServiceServicer(
             self.subscriptions,
             self.metrics,
@@ -113,7 +125,10 @@ class JobServiceApp:
         )
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
         try:
-            self.grpc_port = server.add_insecure_port(address)
+            if self.settings.grpc_tls_cert_file is None:
+                self.grpc_port = server.add_insecure_port(address)
+            else:
+                self.grpc_port = server.add_secure_port(address, self._server_credentials())
         except RuntimeError as exc:
             raise ConfigError("grpc_port", f"cannot listen on {address}: {exc}") from exc
         await server.start()
@@ -141,6 +156,17 @@ class JobServiceApp:
             self.settings.armada_url,
             self.settings.database,
         )
+
+    def _server_credentials(self) -> grpc.ServerCredentials:
+        pair = []
+        for name in ("grpc_tls_key_file", "grpc_tls_cert_file"):
+            path = getattr(self.settings, name)
+            try:
+                with open(path, "rb") as fh:
+                    pair.append(fh.read())
+            except OSError as exc:
+                raise ConfigError(name, f"cannot read {path}: {exc.strerror}") from exc
+        return grpc.ssl_server_credentials([(pair[0], pair[1])])
 
     async def _publish_health(self) -> None:
         status = (

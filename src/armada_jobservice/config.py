@@ -97,6 +97,21 @@ class Settings:
         metadata=_help("File holding a bearer token for Armada; re-read when it changes."),
     )
 
+    grpc_tls_cert_file: str | None = field(
+        default=None,
+        metadata=_help("PEM certificate chain to serve the gRPC API over TLS (with the key)."),
+    )
+    grpc_tls_key_file: str | None = field(
+        default=None, metadata=_help("PEM private key of --grpc-tls-cert-file.")
+    )
+    client_tokens_file: str | None = field(
+        default=None,
+        metadata=_help(
+            "File of bearer tokens (one per line) that GetJobStatus callers must present; "
+            "re-read when it changes. Unset: no client authentication."
+        ),
+    )
+
     def __post_init__(self) -> None:
         validate(self)
 
@@ -138,6 +153,8 @@ def validate(settings: Settings) -> None:
     ]
     if sum(auth_kinds) > 1:
         raise ConfigError("armada_token", "choose one of basic auth, a token or a token file")
+    if (settings.grpc_tls_cert_file is None) != (settings.grpc_tls_key_file is None):
+        raise ConfigError("grpc_tls_cert_file", "serving TLS needs both a certificate and a key")
     if not settings.database.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError(
             "database", f"must be a sqlite:/// or postgresql:// URL, got {settings.database!r}"

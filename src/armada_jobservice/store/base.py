@@ -45,7 +45,11 @@ class Store(Protocol):
         """Raise ``StoreError`` unless the database answers."""
 
     def write(self, batch: Iterable[JobSetWrite]) -> None:
-        """Upsert the jobs and positions of a batch in one transaction."""
+        """Upsert the jobs and positions of a batch in one transaction.
+
+        A stored terminal state is never overwritten, so that replicas sharing
+        one database (or a replay) cannot move a finished job back.
+        """
 
     def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:
         """Read one job set and all its jobs, or None when it is not stored."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from armada_jobservice.cache import JobRow, JobSetKey
 from armada_jobservice.errors import StoreError
+from armada_jobservice.states import TERMINAL_STATES
 from armada_jobservice.store.base import JobSetWrite, StoredJobSet
 
 SCHEMA_VERSION = 1
@@ -47,7 +48,8 @@ _UPSERT_JOB = """
 INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
     state = EXCLUDED.state, error = EXCLUDED.error
-"""
+WHERE jobs.state NOT IN ({terminal})
+""".format(terminal=", ".join(str(int(s)) for s in TERMINAL_STATES))
 
 
 class PostgresStore:

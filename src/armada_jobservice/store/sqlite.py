@@ -8,6 +8,7 @@ from pathlib import Path
 
 from armada_jobservice.cache import JobRow, JobSetKey
 from armada_jobservice.errors import StoreError
+from armada_jobservice.states import TERMINAL_STATES
 from armada_jobservice.store.base import JobSetWrite, StoredJobSet
 
 SCHEMA_VERSION = 1
@@ -44,7 +45,8 @@ _UPSERT_JOB = """
 INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
     state = excluded.state, error = excluded.error
-"""
+WHERE jobs.state NOT IN ({terminal})
+""".format(terminal=", ".join(str(int(s)) for s in TERMINAL_STATES))
 
 
 def path_from_url(url: str) -> str:
