@@ -1,0 +1,107 @@
+"""The trigger of the deferrable mode: waits for the job in the triggerer (asyncio client)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from armada_jobservice._async_client import AsyncJobServiceClient
+from armada_jobservice._exceptions import JobServiceError, WaitTimeout
+from armada_jobservice.airflow._compat import BaseTrigger, TriggerEvent
+
+TIMED_OUT = "TIMED_OUT"
+"""Event state when the wait gave up (a ``WaitTimeout``)."""
+ERROR = "ERROR"
+"""Event state when the job service could not be asked."""
+
+
+class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
+    """Poll the job service until one job ends, then fire one event with its final state."""
+
+    def __init__(
+        self,
+        *,
+        queue: str,
+        job_set_id: str,
+        job_id: str,
+        jobservice_url: str,
+        tls: bool = False,
+        conn_id: str | None = None,
+        poll_interval_s: float = 5.0,
+        not_found_timeout_s: float = 600.0,
+        connection_error_timeout_s: float = 600.0,
+        wait_timeout_s: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.queue = queue
+        self.job_set_id = job_set_id
+        self.job_id = job_id
+        self.jobservice_url = jobservice_url
+        self.tls = tls
+        # The token is never serialized into the trigger row; it is read again
+        # from the connection when the trigger runs.
+        self.conn_id = conn_id
+        self.poll_interval_s = poll_interval_s
+        self.not_found_timeout_s = not_found_timeout_s
+        self.connection_error_timeout_s = connection_error_timeout_s
+        self.wait_timeout_s = wait_timeout_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Name the class and the arguments that rebuild this trigger in the triggerer."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "queue": self.queue,
+                "job_set_id": self.job_set_id,
+                "job_id": self.job_id,
+                "jobservice_url": self.jobservice_url,
+                "tls": self.tls,
+                "conn_id": self.conn_id,
+                "poll_interval_s": self.poll_interval_s,
+                "not_found_timeout_s": self.not_found_timeout_s,
+                "connection_error_timeout_s": self.connection_error_timeout_s,
+                "wait_timeout_s": self.wait_timeout_s,
+            },
+        )
+
+    def _token(self) -> str | None:
+        if not self.conn_id:
+            return None
+        from armada_jobservice.airflow.hook import ArmadaJobServiceHook
+
+        try:
+            return ArmadaJobServiceHook(self.conn_id).get_connection(self.conn_id).password or None
+        except Exception:  # no such connection means no token
+            return None
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Wait for the job and yield one event: its terminal state, or why the wait ended."""
+        import grpc
+
+        token = self._token()
+        creds = grpc.access_token_call_credentials(token) if token else None
+        payload: dict[str, Any] = {
+            "queue": self.queue,
+            "job_set_id": self.job_set_id,
+            "job_id": self.job_id,
+        }
+        async with AsyncJobServiceClient(
+            self.jobservice_url, tls=self.tls, call_credentials=creds
+        ) as client:
+            try:
+                status = await client.wait_for_job(
+                    self.queue,
+                    self.job_set_id,
+                    self.job_id,
+                    poll_interval_s=self.poll_interval_s,
+                    not_found_timeout_s=self.not_found_timeout_s,
+                    connection_error_timeout_s=self.connection_error_timeout_s,
+                    timeout_s=self.wait_timeout_s,
+                )
+            except WaitTimeout as exc:
+                payload.update(state=TIMED_OUT, error=str(exc))
+            except JobServiceError as exc:
+                payload.update(state=ERROR, error=str(exc))
+            else:
+                payload.update(state=status.state.value, error=status.error)
+        yield TriggerEvent(payload)
