@@ -213,6 +213,12 @@ class SubscriptionManager:
             metrics.count_reconnect(code.name)
             log.warning("%s (after %d events); reconnecting", text, received)
             return received > 0 or state["stable"]
+        except Exception as exc:  # anything else (bad credentials file...) is a failure too
+            text = f"Armada event stream of {js.key}: {exc}"
+            js.mark_failing(time.monotonic(), text, False)
+            metrics.count_reconnect(type(exc).__name__)
+            log.warning("%s (after %d events); reconnecting", text, received)
+            return received > 0 or state["stable"]
         finally:
             timer.cancel()
             call.cancel()
