@@ -7,15 +7,13 @@ connection suffices; a dropped connection is re-opened on the next call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from armada_jobservice.cache import JobRow, JobSetKey
 from armada_jobservice.errors import StoreError
-from armada_jobservice.states import TERMINAL_STATES
-from armada_jobservice.store.base import JobSetWrite, StoredJobSet
+from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore, terminal_states_sql
 
-SCHEMA_VERSION = 1
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_sets (
@@ -37,23 +35,24 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS jobservice_schema (version INTEGER NOT NULL);
 """
 
-_UPSERT_JOB_SET = """
-INSERT INTO job_sets (queue, job_set_id, last_message_id, last_activity) VALUES (%s, %s, %s, %s)
-ON CONFLICT (queue, job_set_id) DO UPDATE SET
-    last_message_id = COALESCE(EXCLUDED.last_message_id, job_sets.last_message_id),
-    last_activity = GREATEST(EXCLUDED.last_activity, job_sets.last_activity)
-"""
 
-_UPSERT_JOB = """
-INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (%s, %s, %s, %s, %s)
-ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
-    state = EXCLUDED.state, error = EXCLUDED.error
-WHERE jobs.state NOT IN ({terminal})
-""".format(terminal=", ".join(str(int(s)) for s in TERMINAL_STATES))
-
-
-class PostgresStore:
+class PostgresStore(SQLStore):
     """A ``Store`` in a PostgreSQL database."""
+
+    param = "%s"
+    upsert_job_set_sql = """
+        INSERT INTO job_sets (queue, job_set_id, last_message_id, last_activity)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (queue, job_set_id) DO UPDATE SET
+            last_message_id = COALESCE(EXCLUDED.last_message_id, job_sets.last_message_id),
+            last_activity = GREATEST(EXCLUDED.last_activity, job_sets.last_activity)
+    """
+    upsert_job_sql = f"""
+        INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
+            state = EXCLUDED.state, error = EXCLUDED.error
+        WHERE jobs.state NOT IN ({terminal_states_sql()})
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -71,16 +70,15 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
 
-    def _run(self, fn: Any) -> Any:
-        """Run ``fn(conn)`` in a transaction, translating driver errors."""
+    def _transaction(self, fn: Callable[[Any], T]) -> T:
         import psycopg
 
         if self._conn is None or self._conn.closed:
             self._conn = self._connect()
         conn = self._conn
         try:
-            with conn.transaction():
-                return fn(conn)
+            with conn.transaction(), conn.cursor() as cur:
+                return fn(cur)
         except psycopg.OperationalError as exc:
             # The connection may be gone; the next call opens a new one.
             conn.close()
@@ -91,106 +89,22 @@ class PostgresStore:
     def open(self) -> None:
         """Connect and create the tables if missing."""
 
-        def create(conn: Any) -> None:
-            conn.execute(_SCHEMA)
-            row = conn.execute("SELECT max(version) FROM jobservice_schema").fetchone()
-            if row[0] is None:
-                conn.execute("INSERT INTO jobservice_schema VALUES (%s)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
+        def create(cur: Any) -> None:
+            cur.execute(_SCHEMA)
+            cur.execute("SELECT max(version) FROM jobservice_schema")
+            version = cur.fetchone()[0]
+            if version is None:
+                cur.execute("INSERT INTO jobservice_schema VALUES (%s)", (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"database has schema version {row[0]}, newer than this "
+                    f"database has schema version {version}, newer than this "
                     f"release's {SCHEMA_VERSION}"
                 )
 
-        self._run(create)
+        self._transaction(create)
 
     def close(self) -> None:
         """Close the connection; idempotent."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-    def ping(self) -> None:
-        """Run a trivial query."""
-        self._run(lambda conn: conn.execute("SELECT 1").fetchone())
-
-    def write(self, batch: Iterable[JobSetWrite]) -> None:
-        """Upsert a batch in one transaction."""
-        set_rows: list[tuple[str, str, str | None, float]] = []
-        job_rows: list[tuple[str, str, str, int, str | None]] = []
-        for entry in batch:
-            queue, job_set_id = entry.key
-            set_rows.append((queue, job_set_id, entry.last_message_id, entry.last_activity))
-            job_rows.extend((queue, job_set_id, r.job_id, r.state, r.error) for r in entry.rows)
-
-        def upsert(conn: Any) -> None:
-            with conn.cursor() as cur:
-                cur.executemany(_UPSERT_JOB_SET, set_rows)
-                if job_rows:
-                    cur.executemany(_UPSERT_JOB, job_rows)
-
-        self._run(upsert)
-
-    def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:
-        """Read one job set and its jobs."""
-
-        def read(conn: Any) -> StoredJobSet | None:
-            head = conn.execute(
-                "SELECT last_message_id, last_activity FROM job_sets"
-                " WHERE queue = %s AND job_set_id = %s",
-                tuple(key),
-            ).fetchone()
-            if head is None:
-                return None
-            rows = conn.execute(
-                "SELECT job_id, state, error FROM jobs WHERE queue = %s AND job_set_id = %s",
-                tuple(key),
-            ).fetchall()
-            return StoredJobSet(head[0], head[1], [JobRow(*r) for r in rows])
-
-        result: StoredJobSet | None = self._run(read)
-        return result
-
-    def idle_job_sets(self, cutoff: float, limit: int) -> list[JobSetKey]:
-        """Job sets idle since before *cutoff*."""
-        rows = self._run(
-            lambda conn: conn.execute(
-                "SELECT queue, job_set_id FROM job_sets WHERE last_activity < %s LIMIT %s",
-                (cutoff, limit),
-            ).fetchall()
-        )
-        return [JobSetKey(*r) for r in rows]
-
-    def delete_job_sets(self, keys: Iterable[JobSetKey], cutoff: float) -> int:
-        """Delete job sets still idle since *cutoff*, with all their jobs."""
-        keys = list(keys)
-
-        def delete(conn: Any) -> int:
-            deleted = 0
-            for queue, job_set_id in keys:
-                cur = conn.execute(
-                    "DELETE FROM job_sets WHERE queue = %s AND job_set_id = %s"
-                    " AND last_activity < %s",
-                    (queue, job_set_id, cutoff),
-                )
-                if cur.rowcount:
-                    deleted += 1
-                    conn.execute(
-                        "DELETE FROM jobs WHERE queue = %s AND job_set_id = %s",
-                        (queue, job_set_id),
-                    )
-            return deleted
-
-        result: int = self._run(delete)
-        return result
-
-    def counts(self) -> tuple[int, int]:
-        """Numbers of stored job sets and jobs."""
-
-        def count(conn: Any) -> tuple[int, int]:
-            sets = conn.execute("SELECT count(*) FROM job_sets").fetchone()[0]
-            jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
-            return int(sets), int(jobs)
-
-        result: tuple[int, int] = self._run(count)
-        return result

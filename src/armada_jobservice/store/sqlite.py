@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-from armada_jobservice.cache import JobRow, JobSetKey
 from armada_jobservice.errors import StoreError
-from armada_jobservice.states import TERMINAL_STATES
-from armada_jobservice.store.base import JobSetWrite, StoredJobSet
+from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore, terminal_states_sql
 
-SCHEMA_VERSION = 1
+T = TypeVar("T")
 
 # No foreign key with ON DELETE CASCADE: upserting a job-set row must never
 # touch its jobs (the original service lost every job of a set that way).
@@ -34,20 +33,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 ) WITHOUT ROWID;
 """
 
-_UPSERT_JOB_SET = """
-INSERT INTO job_sets (queue, job_set_id, last_message_id, last_activity) VALUES (?, ?, ?, ?)
-ON CONFLICT (queue, job_set_id) DO UPDATE SET
-    last_message_id = COALESCE(excluded.last_message_id, job_sets.last_message_id),
-    last_activity = MAX(excluded.last_activity, job_sets.last_activity)
-"""
-
-_UPSERT_JOB = """
-INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
-    state = excluded.state, error = excluded.error
-WHERE jobs.state NOT IN ({terminal})
-""".format(terminal=", ".join(str(int(s)) for s in TERMINAL_STATES))
-
 
 def path_from_url(url: str) -> str:
     """The file path of ``sqlite:///relative``, ``sqlite:////absolute`` or ``:memory:``."""
@@ -59,8 +44,22 @@ def path_from_url(url: str) -> str:
     return path
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStore):
     """A ``Store`` on one SQLite file (WAL, ``synchronous=NORMAL``)."""
+
+    upsert_job_set_sql = """
+        INSERT INTO job_sets (queue, job_set_id, last_message_id, last_activity)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (queue, job_set_id) DO UPDATE SET
+            last_message_id = COALESCE(excluded.last_message_id, job_sets.last_message_id),
+            last_activity = MAX(excluded.last_activity, job_sets.last_activity)
+    """
+    upsert_job_sql = f"""
+        INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
+            state = excluded.state, error = excluded.error
+        WHERE jobs.state NOT IN ({terminal_states_sql()})
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -70,12 +69,6 @@ class SQLiteStore:
     def from_url(cls, url: str) -> SQLiteStore:
         """Build a store for a ``sqlite:///`` URL."""
         return cls(path_from_url(url))
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StoreError("the store is not open")
-        return self._conn
 
     def open(self) -> None:
         """Open the file (creating it and its tables if missing)."""
@@ -114,96 +107,18 @@ class SQLiteStore:
             self._conn.close()
             self._conn = None
 
-    def ping(self) -> None:
-        """Run a trivial query."""
-        try:
-            self._db.execute("SELECT 1").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"database does not answer: {exc}") from exc
-
-    def write(self, batch: Iterable[JobSetWrite]) -> None:
-        """Upsert a batch in one transaction."""
-        db = self._db
-        set_rows: list[tuple[str, str, str | None, float]] = []
-        job_rows: list[tuple[str, str, str, int, str | None]] = []
-        for entry in batch:
-            queue, job_set_id = entry.key
-            set_rows.append((queue, job_set_id, entry.last_message_id, entry.last_activity))
-            job_rows.extend((queue, job_set_id, r.job_id, r.state, r.error) for r in entry.rows)
+    def _transaction(self, fn: Callable[[Any], T]) -> T:
+        if self._conn is None:
+            raise StoreError("the store is not open")
+        db = self._conn
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(_UPSERT_JOB_SET, set_rows)
-                db.executemany(_UPSERT_JOB, job_rows)
+                result = fn(db.cursor())
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"write failed: {exc}") from exc
-
-    def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:
-        """Read one job set and its jobs."""
-        db = self._db
-        try:
-            head = db.execute(
-                "SELECT last_message_id, last_activity FROM job_sets"
-                " WHERE queue = ? AND job_set_id = ?",
-                key,
-            ).fetchone()
-            if head is None:
-                return None
-            rows = db.execute(
-                "SELECT job_id, state, error FROM jobs WHERE queue = ? AND job_set_id = ?", key
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"read failed: {exc}") from exc
-        return StoredJobSet(head[0], head[1], [JobRow(*r) for r in rows])
-
-    def idle_job_sets(self, cutoff: float, limit: int) -> list[JobSetKey]:
-        """Job sets idle since before *cutoff*."""
-        try:
-            rows = self._db.execute(
-                "SELECT queue, job_set_id FROM job_sets WHERE last_activity < ? LIMIT ?",
-                (cutoff, limit),
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"read failed: {exc}") from exc
-        return [JobSetKey(*r) for r in rows]
-
-    def delete_job_sets(self, keys: Iterable[JobSetKey], cutoff: float) -> int:
-        """Delete job sets still idle since *cutoff*, with all their jobs."""
-        db = self._db
-        deleted = 0
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for queue, job_set_id in keys:
-                    cur = db.execute(
-                        "DELETE FROM job_sets WHERE queue = ? AND job_set_id = ?"
-                        " AND last_activity < ?",
-                        (queue, job_set_id, cutoff),
-                    )
-                    if cur.rowcount:
-                        deleted += 1
-                        db.execute(
-                            "DELETE FROM jobs WHERE queue = ? AND job_set_id = ?",
-                            (queue, job_set_id),
-                        )
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"delete failed: {exc}") from exc
-        return deleted
-
-    def counts(self) -> tuple[int, int]:
-        """Numbers of stored job sets and jobs."""
-        db = self._db
-        try:
-            sets = db.execute("SELECT count(*) FROM job_sets").fetchone()[0]
-            jobs = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise StoreError(f"read failed: {exc}") from exc
-        return int(sets), int(jobs)
+            raise StoreError(f"SQLite {self.path}: {exc}") from exc
+        return result

@@ -1,0 +1,128 @@
+"""What the SQL backends share: the queries of the ``Store`` Protocol over a DB-API cursor.
+
+A backend supplies its DDL, its upsert statements, its parameter style and
+``_transaction(fn)``, which runs ``fn(cursor)`` in one transaction and turns
+driver errors into ``StoreError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from armada_jobservice.cache import JobRow, JobSetKey
+from armada_jobservice.store.base import JobSetWrite, StoredJobSet
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+
+class SQLStore:
+    """The ``Store`` queries, written once with ``?`` parameters."""
+
+    #: The driver's parameter marker, substituted for ``?``.
+    param = "?"
+    upsert_job_set_sql = ""
+    upsert_job_sql = ""
+
+    def _transaction(self, fn: Callable[[Any], T]) -> T:
+        raise NotImplementedError
+
+    def _q(self, sql: str) -> str:
+        return sql if self.param == "?" else sql.replace("?", self.param)
+
+    def ping(self) -> None:
+        """Run a trivial query."""
+        self._transaction(lambda cur: cur.execute("SELECT 1").fetchone())
+
+    def write(self, batch: Iterable[JobSetWrite]) -> None:
+        """Upsert a batch in one transaction; stored terminal states are kept."""
+        set_rows: list[tuple[str, str, str | None, float]] = []
+        job_rows: list[tuple[str, str, str, int, str | None]] = []
+        for entry in batch:
+            queue, job_set_id = entry.key
+            set_rows.append((queue, job_set_id, entry.last_message_id, entry.last_activity))
+            job_rows.extend((queue, job_set_id, r.job_id, r.state, r.error) for r in entry.rows)
+
+        def upsert(cur: Any) -> None:
+            cur.executemany(self._q(self.upsert_job_set_sql), set_rows)
+            if job_rows:
+                cur.executemany(self._q(self.upsert_job_sql), job_rows)
+
+        self._transaction(upsert)
+
+    def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:
+        """Read one job set and its jobs."""
+
+        def read(cur: Any) -> StoredJobSet | None:
+            cur.execute(
+                self._q(
+                    "SELECT last_message_id, last_activity FROM job_sets"
+                    " WHERE queue = ? AND job_set_id = ?"
+                ),
+                tuple(key),
+            )
+            head = cur.fetchone()
+            if head is None:
+                return None
+            cur.execute(
+                self._q("SELECT job_id, state, error FROM jobs WHERE queue = ? AND job_set_id = ?"),
+                tuple(key),
+            )
+            return StoredJobSet(head[0], head[1], [JobRow(*r) for r in cur.fetchall()])
+
+        return self._transaction(read)
+
+    def idle_job_sets(self, cutoff: float, limit: int) -> list[JobSetKey]:
+        """Job sets idle since before *cutoff*."""
+
+        def read(cur: Any) -> list[JobSetKey]:
+            cur.execute(
+                self._q("SELECT queue, job_set_id FROM job_sets WHERE last_activity < ? LIMIT ?"),
+                (cutoff, limit),
+            )
+            return [JobSetKey(*r) for r in cur.fetchall()]
+
+        return self._transaction(read)
+
+    def delete_job_sets(self, keys: Iterable[JobSetKey], cutoff: float) -> int:
+        """Delete job sets still idle since *cutoff*, with all their jobs."""
+        keys = list(keys)
+
+        def delete(cur: Any) -> int:
+            deleted = 0
+            for queue, job_set_id in keys:
+                cur.execute(
+                    self._q(
+                        "DELETE FROM job_sets WHERE queue = ? AND job_set_id = ?"
+                        " AND last_activity < ?"
+                    ),
+                    (queue, job_set_id, cutoff),
+                )
+                if cur.rowcount:
+                    deleted += 1
+                    cur.execute(
+                        self._q("DELETE FROM jobs WHERE queue = ? AND job_set_id = ?"),
+                        (queue, job_set_id),
+                    )
+            return deleted
+
+        return self._transaction(delete)
+
+    def counts(self) -> tuple[int, int]:
+        """Numbers of stored job sets and jobs."""
+
+        def count(cur: Any) -> tuple[int, int]:
+            sets = cur.execute("SELECT count(*) FROM job_sets").fetchone()[0]
+            jobs = cur.execute("SELECT count(*) FROM jobs").fetchone()[0]
+            return int(sets), int(jobs)
+
+        return self._transaction(count)
+
+
+def terminal_states_sql() -> str:
+    """The terminal states' numbers as a SQL list, for the upserts' guard."""
+    from armada_jobservice.states import TERMINAL_STATES
+
+    return ", ".join(str(int(s)) for s in sorted(TERMINAL_STATES))
