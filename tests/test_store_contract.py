@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from armada_jobservice.app import JobServiceApp
 from armada_jobservice.cache import JobRow, JobSetKey
+from armada_jobservice.config import Settings
 from armada_jobservice.errors import StoreError
 from armada_jobservice.store import Store, open_store
 from armada_jobservice.store.base import JobSetWrite
 
-PG_URL = os.environ.get("JOBSERVICE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema of the test PostgreSQL database."""
-    import psycopg
-
-    schema = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+from .conftest import Client, State
+from .fake_armada import FakeArmada
+from .helpers import eventually
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -178,3 +166,25 @@ def test_missing_sqlite_folder_is_store_error(tmp_path: Path) -> None:
     s = open_store(f"sqlite:///{tmp_path}/nope/x.db")
     with pytest.raises(StoreError, match="does not exist"):
         s.open()
+
+
+async def test_service_on_postgres_survives_a_restart(
+    armada: FakeArmada, make_settings: Callable[..., Settings], pg_url: str
+) -> None:
+    """The whole service on PostgreSQL: flushed states and the resume position survive."""
+    settings = make_settings(database=pg_url)
+    async with JobServiceApp(settings) as app:
+        client = Client(app.grpc_port)
+        await client.status("q", "s", "j1")
+        armada.publish("q", "s", "running", "j1")
+        last = armada.publish("q", "s", "failed", "j2", reason="bad input")
+        await eventually(lambda: client.status("q", "s", "j2"), lambda r: r.state == State.FAILED)
+        await client.close()
+    async with JobServiceApp(settings) as app:
+        client = Client(app.grpc_port)
+        reply = await client.status("q", "s", "j2")
+        assert (reply.state, reply.error) == (State.FAILED, "bad input")
+        assert (await client.status("q", "s", "j1")).state == State.RUNNING
+        requests = await eventually(lambda: armada.stream_requests("q", "s"), lambda r: len(r) == 2)
+        assert requests[1].from_message_id == last
+        await client.close()
