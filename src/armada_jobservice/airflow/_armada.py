@@ -48,7 +48,27 @@ def pod_spec_from(spec: Any) -> Any:
         return spec
     if not isinstance(spec, Mapping):
         raise TypeError(f"pod_spec must be a mapping or a PodSpec, not {type(spec).__name__}")
-    return json_format.ParseDict(dict(spec), core_v1.PodSpec())
+    return json_format.ParseDict(_wrap_quantities(spec), core_v1.PodSpec())
+
+
+def _wrap_quantities(value: Any) -> Any:
+    """Rewrite Kubernetes' quantity strings (``"100m"``) as the proto's ``{"string": ...}``."""
+    # Kubernetes' JSON writes a resource quantity as a bare string; the
+    # generated Quantity message wants it in its one string field.
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if key in ("limits", "requests") and isinstance(item, Mapping):
+                out[key] = {
+                    k: {"string": str(v)} if isinstance(v, str | int | float) else v
+                    for k, v in item.items()
+                }
+            else:
+                out[key] = _wrap_quantities(item)
+        return out
+    if isinstance(value, list):
+        return [_wrap_quantities(v) for v in value]
+    return value
 
 
 def submit_job(

@@ -25,12 +25,12 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
     Succeeds when the job SUCCEEDED and returns its id; raises with the job's
     error text when it FAILED or was CANCELLED, and when the wait times out
     (cancelling the job then). XCom keys: ``job_id``, ``job_set_id``,
-    ``job_state``. With ``deferrable=True`` the waiting happens in the
+    ``job_state``, ``job_error``. With ``deferrable=True`` the waiting happens in the
     triggerer and holds no worker slot.
     """
 
     template_fields: Sequence[str] = (
-        "queue",
+        "armada_queue",
         "job_set_id",
         "pod_spec",
         "namespace",
@@ -42,7 +42,7 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
     def __init__(
         self,
         *,
-        queue: str,
+        armada_queue: str,
         pod_spec: Any,
         job_set_id: str | None = None,
         priority: float = 1.0,
@@ -61,7 +61,8 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.queue = queue
+        # Not ``queue``: BaseOperator's ``queue`` is the Airflow executor's queue.
+        self.armada_queue = armada_queue
         self.pod_spec = pod_spec
         self.job_set_id = job_set_id
         self.priority = priority
@@ -96,7 +97,7 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
             try:
                 job_id = submit_job(
                     channel,
-                    queue=self.queue,
+                    queue=self.armada_queue,
                     job_set_id=job_set_id,
                     pod_spec=self.pod_spec,
                     priority=self.priority,
@@ -109,11 +110,11 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
         self._submitted = (job_set_id, job_id)
         context["ti"].xcom_push(key="job_id", value=job_id)
         context["ti"].xcom_push(key="job_set_id", value=job_set_id)
-        self.log.info("submitted Armada job %s to %s/%s", job_id, self.queue, job_set_id)
+        self.log.info("submitted Armada job %s to %s/%s", job_id, self.armada_queue, job_set_id)
         if self.deferrable:
             self.defer(
                 trigger=ArmadaJobServiceTrigger(
-                    queue=self.queue,
+                    queue=self.armada_queue,
                     job_set_id=job_set_id,
                     job_id=job_id,
                     jobservice_url=endpoints.jobservice_url,
@@ -140,7 +141,7 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
         ) as client:
             try:
                 status = client.wait_for_job(
-                    self.queue,
+                    self.armada_queue,
                     job_set_id,
                     job_id,
                     poll_interval_s=self.poll_interval_s,
@@ -163,6 +164,7 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
 
     def _finish(self, context: Any, job_set_id: str, job_id: str, state: str, error: str) -> str:
         context["ti"].xcom_push(key="job_state", value=state)
+        context["ti"].xcom_push(key="job_error", value=error)
         if state == JobState.SUCCEEDED.value:
             self.log.info("Armada job %s succeeded", job_id)
             return job_id
@@ -175,7 +177,7 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
     def _cancel(self, job_set_id: str, job_id: str) -> None:
         try:
             with self._endpoints().armada_channel() as channel:
-                cancel_job(channel, queue=self.queue, job_set_id=job_set_id, job_id=job_id)
+                cancel_job(channel, queue=self.armada_queue, job_set_id=job_set_id, job_id=job_id)
             self.log.info("cancelled Armada job %s", job_id)
         except Exception as exc:  # cancelling is best effort on the way out
             self.log.warning("could not cancel Armada job %s: %s", job_id, exc)

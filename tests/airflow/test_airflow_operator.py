@@ -1,0 +1,183 @@
+"""``ArmadaJobServiceOperator`` in real DAGs (``dag.test()``) against the simulator and service."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("airflow", reason="Airflow is not installed; run scripts/test-airflow")
+
+from airflow.utils.state import TaskInstanceState
+
+POD = {
+    "containers": [
+        {
+            "name": "main",
+            "image": "busybox:1.36",
+            "args": ["sleep", "1"],
+            "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}},
+        }
+    ]
+}
+
+# A real DAG file: Airflow 3 runs dag.test() only for DAGs it parsed from its
+# dags folder, as in production.
+DAG_FILE = """
+import json
+from armada_jobservice.airflow import ArmadaJobServiceOperator
+try:
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2.x
+    from airflow import DAG
+    from airflow.decorators import task
+
+with DAG(dag_id={dag_id!r}, schedule=None, catchup=False) as dag:
+    job = ArmadaJobServiceOperator(
+        task_id="job", armada_queue="airflow", pod_spec={pod!r}, annotations={annotations!r},
+        poll_interval_s=0.05, **{op_kw!r}
+    )
+
+    @task(trigger_rule="all_done")
+    def report(ti=None):
+        keys = ("job_id", "job_set_id", "job_state", "job_error", "return_value")
+        with open({out!r}, "w") as f:
+            json.dump({{k: ti.xcom_pull(task_ids="job", key=k) for k in keys}}, f)
+
+    job >> report()
+"""
+
+
+def run_dag(
+    stack: dict[str, str], annotations: dict[str, str], **op_kw: Any
+) -> tuple[Any, dict[str, Any]]:
+    """Write a DAG of the operator and a reporter, dag.test() it; return state and XComs."""
+    op_kw.setdefault("armada_url", stack["armada"])
+    op_kw.setdefault("jobservice_url", stack["jobservice"])
+    op_kw = {k: v for k, v in op_kw.items() if v is not None}
+    dag_id = f"armada_{uuid.uuid4().hex[:8]}"
+    dags = Path(os.environ["AIRFLOW_HOME"]) / "dags"
+    dags.mkdir(exist_ok=True)
+    out = dags.parent / f"{dag_id}.json"
+    path = dags / f"{dag_id}.py"
+    path.write_text(
+        DAG_FILE.format(dag_id=dag_id, pod=POD, annotations=annotations, op_kw=op_kw, out=str(out))
+    )
+    spec = importlib.util.spec_from_file_location(dag_id, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = module.dag.test()
+    return run.get_task_instance("job").state, json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["polling", "deferrable"])
+def test_successful_job(stack: dict[str, str], deferrable: bool) -> None:
+    """A job that succeeds makes the task succeed and pushes its id, job set and state."""
+    state, xcom = run_dag(
+        stack,
+        {"armada-sim/outcome": "succeeded", "armada-sim/run-seconds": "2"},
+        deferrable=deferrable,
+    )
+    assert state == TaskInstanceState.SUCCESS
+    assert xcom["job_state"] == "SUCCEEDED"
+    assert xcom["return_value"] == xcom["job_id"]
+    assert xcom["job_set_id"].startswith("armada_")
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["polling", "deferrable"])
+def test_failed_job_fails_the_task_with_its_reason(stack: dict[str, str], deferrable: bool) -> None:
+    """A failed job fails the task; its state and Armada's reason reach XCom."""
+    state, xcom = run_dag(
+        stack,
+        {"armada-sim/outcome": "failed", "armada-sim/failure-reason": "disk full on node-7"},
+        deferrable=deferrable,
+    )
+    assert state == TaskInstanceState.FAILED
+    assert xcom["job_state"] == "FAILED"
+    assert "disk full on node-7" in xcom["job_error"]
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["polling", "deferrable"])
+def test_cancelled_job_fails_the_task(stack: dict[str, str], deferrable: bool) -> None:
+    """A job cancelled in Armada fails the task with CANCELLED and the reason."""
+    state, xcom = run_dag(
+        stack,
+        {"armada-sim/outcome": "cancelled", "armada-sim/cancel-reason": "operator said so"},
+        deferrable=deferrable,
+    )
+    assert state == TaskInstanceState.FAILED
+    assert xcom["job_state"] == "CANCELLED"
+
+
+def test_wait_timeout_fails_the_task_and_cancels_the_job(stack: dict[str, str]) -> None:
+    """A job still running at the wait timeout fails the task and is cancelled in Armada."""
+    state, xcom = run_dag(
+        stack, {"armada-sim/hold-at": "running"}, deferrable=True, wait_timeout_s=1.0
+    )
+    assert state == TaskInstanceState.FAILED
+    assert xcom["job_state"] == "TIMED_OUT"
+    from armada_jobservice import JobServiceClient
+
+    with JobServiceClient(stack["jobservice"]) as client:
+        final = client.wait_for_job(
+            "airflow", xcom["job_set_id"], xcom["job_id"], poll_interval_s=0.05, timeout_s=30
+        )
+    assert final.state.value == "CANCELLED"
+
+
+def test_connection_from_the_environment(
+    stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without address arguments the operator reads the armada_jobservice_default connection."""
+    host, port = stack["jobservice"].rsplit(":", 1)
+    uri = f"armada-jobservice://{host}:{port}?armada_url={stack['armada']}"
+    monkeypatch.setenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", uri)
+    state, xcom = run_dag(
+        stack, {"armada-sim/outcome": "succeeded"}, armada_url=None, jobservice_url=None
+    )
+    assert (state, xcom["job_state"]) == (TaskInstanceState.SUCCESS, "SUCCEEDED")
+
+
+def test_operator_imports_beside_googleapis_common_protos() -> None:
+    """With googleapis-common-protos loaded first (as OpenTelemetry does), the operator imports."""
+    code = textwrap.dedent(
+        """
+        import google.api.http_pb2, google.api.annotations_pb2
+        from armada_jobservice.airflow import ArmadaJobServiceOperator
+        from armada_jobservice.airflow._armada import import_armada_client, pod_spec_from
+        import_armada_client()
+        print(pod_spec_from({"containers": [{"name": "c"}]}).containers[0].name)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "c"
+
+
+def test_old_armada_airflow_client_talks_to_the_new_service(stack: dict[str, str]) -> None:
+    """armada-airflow 0.5.6's JobServiceClient gets answers from the new service unchanged."""
+    # Its generated jobservice.proto has the same file name as ours, so it
+    # runs in a process that never imports armada_jobservice.
+    code = textwrap.dedent(
+        f"""
+        from armada.operators.jobservice import get_retryable_job_service_client
+        from armada.jobservice import jobservice_pb2
+        client = get_retryable_job_service_client({stack["jobservice"]!r})
+        print(jobservice_pb2.HealthCheckResponse.ServingStatus.Name(client.health().status))
+        answer = client.get_job_status("airflow", "old-client-set", "no-such-job")
+        print(jobservice_pb2.JobServiceResponse.State.Name(answer.state))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["SERVING", "JOB_ID_NOT_FOUND"]
