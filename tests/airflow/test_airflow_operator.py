@@ -181,3 +181,17 @@ def test_old_armada_airflow_client_talks_to_the_new_service(stack: dict[str, str
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.split() == ["SERVING", "JOB_ID_NOT_FOUND"]
+
+
+def test_example_dag_parses() -> None:
+    """examples/dags parses in a real DagBag without import errors, with its three tasks."""
+    from airflow.models.dagbag import DagBag
+
+    folder = Path(__file__).resolve().parents[2] / "examples" / "dags"
+    bag = DagBag(dag_folder=str(folder), include_examples=False)
+    assert bag.import_errors == {}
+    assert sorted(bag.get_dag("armada_jobservice_example").task_ids) == [
+        "extract",
+        "load",
+        "transform",
+    ]
