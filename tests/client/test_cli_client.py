@@ -13,7 +13,8 @@ import pytest
 from armada_jobservice import AsyncJobServiceClient, JobState
 from armada_jobservice.cli import main
 from armada_jobservice.client_cli import Progress
-from conftest import Stack
+
+from .conftest import Stack
 
 OK = {"armada-sim/outcome": "succeeded", "armada-sim/run-seconds": "1"}
 OOM = {

@@ -21,7 +21,8 @@ from armada_jobservice import (
     ServiceUnavailable,
     ServingStatus,
 )
-from conftest import Server, State
+
+from .conftest import Server, State
 
 Call = Callable[..., Any]
 

@@ -18,7 +18,8 @@ from armada_jobservice import (
     ServiceUnavailable,
     WaitTimeout,
 )
-from conftest import Server, State
+
+from .conftest import Server, State
 
 FAST = {"poll_interval_s": 0.01}
 

@@ -1,0 +1,1 @@
+"""Tests of the Airflow integration (run for real by scripts/test-airflow)."""
