@@ -1,0 +1,193 @@
+"""Processes under test: start, stop, and read their CPU time and memory from /proc.
+
+Every server runs in a process of its own so that its CPU time is its own:
+``/proc/<pid>/stat`` gives user + system time of all its threads, and
+``/proc/<pid>/status`` its resident memory.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+_LISTENING = re.compile(r"job service listening on [\d.]+:(\d+)")
+
+#: Children are spawned, not forked: gRPC's threads do not survive a fork.
+SPAWN = multiprocessing.get_context("spawn")
+
+
+class BenchError(RuntimeError):
+    """A process under test did not start or answer as expected."""
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by every thread of process *pid*."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    # The command name may hold spaces; the fields after its closing paren are fixed.
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process *pid*, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+class CpuMeter:
+    """CPU seconds a process spends between ``start()`` and ``stop()``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._t0 = 0.0
+        self._c0 = 0.0
+        self.cpu_s = 0.0
+        self.wall_s = 0.0
+
+    def start(self) -> CpuMeter:
+        """Take the starting reading; returns self."""
+        self._c0 = cpu_s(self.pid)
+        self._t0 = time.perf_counter()
+        return self
+
+    def stop(self) -> float:
+        """Take the closing reading; return the CPU seconds in between."""
+        self.cpu_s = cpu_s(self.pid) - self._c0
+        self.wall_s = time.perf_counter() - self._t0
+        return self.cpu_s
+
+
+class ServiceProcess:
+    """``armada-jobservice serve`` as a child process, with its log in a file."""
+
+    def __init__(self, args: Sequence[str], log_path: Path) -> None:
+        self.args = list(args)
+        self.log_path = log_path
+        self.port = 0
+        self.started_at = 0.0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ready = threading.Event()
+        self._drain: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process id of the service."""
+        if self._proc is None:
+            raise BenchError("service not started")
+        return self._proc.pid
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of its gRPC API."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> ServiceProcess:
+        """Spawn it and wait until it logs its port; returns self."""
+        cmd = [sys.executable, "-m", "armada_jobservice.cli", "serve"]
+        cmd += ["--grpc-host", "127.0.0.1", "--grpc-port", "0", *self.args]
+        self.started_at = time.perf_counter()
+        self._proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self._drain = threading.Thread(target=self._read_log, daemon=True)
+        self._drain.start()
+        if not self._ready.wait(timeout_s) or not self.port:
+            self.stop()
+            raise BenchError(f"the service did not start; see {self.log_path}")
+        return self
+
+    def _read_log(self) -> None:
+        assert self._proc is not None
+        assert self._proc.stderr is not None
+        with self.log_path.open("ab") as out:
+            for line in self._proc.stderr:
+                out.write(line)
+                if not self.port:
+                    match = _LISTENING.search(line.decode(errors="replace"))
+                    if match:
+                        self.port = int(match.group(1))
+                        self._ready.set()
+        self._ready.set()
+
+    def stop(self, timeout_s: float = 60.0) -> int | None:
+        """SIGTERM it and wait for it to exit; return its exit code."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        if self._drain is not None:
+            self._drain.join(5)
+        return code
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class Child:
+    """A spawned Python child that talks to the parent over one pipe."""
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        self.conn, child_end = SPAWN.Pipe()
+        self.proc = SPAWN.Process(target=target, args=(child_end, *args), daemon=True)
+        self.proc.start()
+        child_end.close()
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        pid = self.proc.pid
+        assert pid is not None
+        return pid
+
+    def recv(self, timeout_s: float = 120.0) -> Any:
+        """The child's next message; raise ``BenchError`` if none comes or it failed."""
+        if not self.conn.poll(timeout_s):
+            raise BenchError(f"child {self.proc.name} did not answer within {timeout_s} s")
+        try:
+            message = self.conn.recv()
+        except EOFError as exc:
+            raise BenchError(f"child {self.proc.name} exited") from exc
+        if isinstance(message, tuple) and message and message[0] == "error":
+            raise BenchError(f"child {self.proc.name} failed: {message[1]}")
+        return message
+
+    def call(self, *request: Any, timeout_s: float = 120.0) -> Any:
+        """Send a request and return the answer."""
+        self.conn.send(request)
+        return self.recv(timeout_s)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Ask it to end (SIGTERM), then kill it if it lingers."""
+        if self.proc.is_alive():
+            os.kill(self.pid, signal.SIGTERM)
+            self.proc.join(timeout_s)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()

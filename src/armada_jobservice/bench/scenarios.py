@@ -1,0 +1,674 @@
+"""The six scenarios of issue 5, each adding its figures to the report."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sqlite3
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from armada_jobservice.bench.load import LoadGroup, LoadResult, Poll, merge_polls, split
+from armada_jobservice.bench.procs import Child, CpuMeter, ServiceProcess, rss_bytes
+from armada_jobservice.bench.report import Figure, Report
+from armada_jobservice.bench.servers import ServerChild
+from armada_jobservice.bench.simhost import Seeded, SimHost
+from armada_jobservice.cache import JobRow, JobSetKey
+from armada_jobservice.sim.engine import new_job_id
+from armada_jobservice.store.base import JobSetWrite
+from armada_jobservice.store.sqlite import SQLiteStore
+
+SUBMITTED, RUNNING, FAILED, SUCCEEDED = 0, 2, 3, 4
+LIFECYCLE = ("submitted", "running", "succeeded")
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How big and how long each scenario is; ``quick`` and ``full`` differ only here."""
+
+    load_processes: int
+    concurrency: int
+    poll_sets: int
+    poll_jobs_per_set: int
+    poll_s: float
+    first_poll_sets: int
+    ingest_one_jobs: int
+    ingest_many_sets: int
+    ingest_many_jobs_per_set: int
+    scale_sets: int
+    scale_trickle_per_s: float
+    restart_jobs: int
+    restart_sets: int
+
+
+SIZES = {
+    "full": Sizes(2, 32, 200, 100, 8.0, 2_000, 50_000, 1_000, 50, 10_000, 2_000, 1_000_000, 100),
+    "quick": Sizes(2, 32, 100, 50, 3.0, 500, 10_000, 1_000, 10, 10_000, 1_000, 200_000, 100),
+    # For the smoke test: every figure through the same code, in seconds.
+    "smoke": Sizes(2, 4, 4, 10, 0.5, 20, 200, 20, 5, 50, 200, 2_000, 4),
+}
+
+
+class Bench:
+    """What the scenarios share: the simulator, a scratch folder and the report."""
+
+    def __init__(self, report: Report, sizes: Sizes, workdir: Path) -> None:
+        self.report = report
+        self.sizes = sizes
+        self.workdir = workdir
+        self.sim = SimHost()
+        #: Figures later scenarios compare with, by name.
+        self.known: dict[str, float] = {}
+        self._dbs = 0
+
+    def close(self) -> None:
+        """Stop the simulator."""
+        self.sim.stop()
+
+    def cpu(self, name: str, seconds: float) -> None:
+        """Add to the CPU seconds the report lists per process role."""
+        self.report.cpu_s[name] = round(self.report.cpu_s.get(name, 0.0) + seconds, 3)
+
+    @contextlib.contextmanager
+    def service(self, *extra: str, db: Path | None = None) -> Iterator[ServiceProcess]:
+        """``armada-jobservice serve`` against the simulator, on a fresh database by default."""
+        if db is None:
+            self._dbs += 1
+            db = self.workdir / f"service-{self._dbs}.db"
+        args = ["--armada-url", self.sim.address, "--database", f"sqlite:///{db}"]
+        args += ["--max-subscriptions", "20000", *extra]
+        proc = ServiceProcess(args, self.workdir / "service.log").start()
+        c0 = _cpu(proc.pid)
+        try:
+            yield proc
+        finally:
+            self.cpu("service", _cpu(proc.pid) - c0)
+            code = proc.stop()
+            if code not in (0, None):
+                self.report.errors.append(f"service exited with {code}; see service.log")
+
+    def polls(
+        self, address: str, pid: int, polls: Sequence[Poll], mode: str, param: float
+    ) -> tuple[LoadResult, CpuMeter]:
+        """Run one poll load for ``poll_s`` seconds and meter process *pid* meanwhile."""
+        n = self.sizes.load_processes
+        per_process = param if mode == "closed" else param / n
+        group = LoadGroup(
+            "polls",
+            [(address, part, mode, per_process, self.sizes.poll_s) for part in split(polls, n)],
+        )
+        start = group.go()
+        _sleep_until(start)
+        meter = CpuMeter(pid).start()
+        time.sleep(self.sizes.poll_s)
+        meter.stop()
+        result = merge_polls(group.results())
+        if result.errors or result.wrong:
+            self.report.errors.append(
+                f"poll load on {address}: {result.errors} errors, {result.wrong} wrong answers"
+            )
+        return result, meter
+
+    def await_visible(
+        self, address: str, polls: Sequence[Poll], concurrency: int = 16, interval_s: float = 0.02
+    ) -> dict[str, Any]:
+        """Poll until each poll's expected state shows; return the merged timings."""
+        n = min(self.sizes.load_processes, max(1, len(polls)))
+        group = LoadGroup(
+            "first_polls",
+            [(address, part, concurrency, 600.0, interval_s) for part in split(polls, n)],
+        )
+        group.go(0.1)
+        results = group.results()
+        merged: dict[str, Any] = {"first": [], "visible": [], "errors": 0, "missed": 0}
+        for r in results:
+            merged["first"] += r["first"]
+            merged["visible"] += r["visible"]
+            merged["errors"] += r["errors"]
+            merged["missed"] += r["missed"]
+            merged["first_done"] = max(merged.get("first_done", 0.0), r["first_done"])
+        if merged["errors"] or merged["missed"]:
+            self.report.errors.append(
+                f"waiting on {address}: {merged['errors']} errors, {merged['missed']} never visible"
+            )
+        return merged
+
+
+def _cpu(pid: int) -> float:
+    from armada_jobservice.bench.procs import cpu_s
+
+    return cpu_s(pid)
+
+
+def _sleep_until(wall: float) -> None:
+    delay = wall - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _pct(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def per_cpu(r: LoadResult, m: CpuMeter) -> float:
+    """Calls answered per CPU second of the metered server."""
+    return r.calls / m.cpu_s if m.cpu_s else float("nan")
+
+
+def _last_polls(seeded: Sequence[Seeded], queue: str, want: int) -> list[Poll]:
+    """One poll per job set, of the job whose event comes last: visible means all are in."""
+    return [(queue, s, jobs[-1], want) for s, jobs, _ in seeded]
+
+
+# -- 1 ---------------------------------------------------------------------------------
+
+
+def cache_hits(bench: Bench) -> None:
+    """Scenario 1: polls of cached jobs vs a bare grpc.aio server answering a constant."""
+    sz, rep = bench.sizes, bench.report
+    sc = "1 cache-hit polls"
+    queue = "hits"
+    seeded = bench.sim.seed(queue, "hits", sz.poll_sets, sz.poll_jobs_per_set, LIFECYCLE)
+    polls: list[Poll] = [(queue, s, j, SUCCEEDED) for s, jobs, _ in seeded for j in jobs]
+    random.Random(1).shuffle(polls)
+    conc = sz.concurrency
+
+    base = ServerChild("constant")
+    try:
+        b_sat, b_sat_m = bench.polls(base.address, base.pid, polls, "closed", conc)
+        rate = max(50.0, round(0.5 * b_sat.calls / b_sat_m.wall_s, -1))
+        b_fix, b_fix_m = bench.polls(base.address, base.pid, polls, "open", rate)
+    finally:
+        bench.cpu("baseline (constant)", b_sat_m.cpu_s + b_fix_m.cpu_s)
+        base.stop()
+
+    with bench.service() as svc:
+        bench.await_visible(svc.address, _last_polls(seeded, queue, SUCCEEDED))
+        s_sat, s_sat_m = bench.polls(svc.address, svc.pid, polls, "closed", conc)
+        s_fix, s_fix_m = bench.polls(svc.address, svc.pid, polls, "open", rate)
+        bench.known["hits_per_cpu_s"] = per_cpu(s_sat, s_sat_m)
+        bench.known["hits_rate"] = rate
+        bench.known["hits_p50_ms"] = s_fix.percentile_ms(50)
+        bench.known["hits_p99_ms"] = s_fix.percentile_ms(99)
+        # Scenario 2 runs on the same process, with these job sets still subscribed.
+        first_polls(bench, svc)
+    base_name = "bare grpc.aio+uvloop constant"
+    rep.add(
+        Figure(
+            sc,
+            "polls per server-CPU-second, saturated",
+            per_cpu(s_sat, s_sat_m),
+            "calls/cpu-s",
+            per_cpu(b_sat, b_sat_m),
+            base_name,
+            min_ratio=0.85,
+            note=f"{sz.load_processes} load processes x {conc} callers",
+        )
+    )
+    rep.add(
+        Figure(
+            sc,
+            "polls per second, saturated",
+            s_sat.calls / s_sat_m.wall_s,
+            "calls/s",
+            b_sat.calls / b_sat_m.wall_s,
+            base_name,
+        )
+    )
+    rep.add(
+        Figure(
+            sc,
+            "server CPU use, saturated",
+            s_sat_m.cpu_s / s_sat_m.wall_s,
+            "cores",
+            b_sat_m.cpu_s / b_sat_m.wall_s,
+            base_name,
+            higher_is_better=False,
+        )
+    )
+    for p in (50, 99):
+        rep.add(
+            Figure(
+                sc,
+                f"p{p} latency, saturated",
+                s_sat.percentile_ms(p),
+                "ms",
+                b_sat.percentile_ms(p),
+                base_name,
+                higher_is_better=False,
+            )
+        )
+    for p in (50, 99):
+        rep.add(
+            Figure(
+                sc,
+                f"p{p} latency at {rate:.0f} polls/s offered",
+                s_fix.percentile_ms(p),
+                "ms",
+                b_fix.percentile_ms(p),
+                base_name,
+                higher_is_better=False,
+            )
+        )
+    rep.add(
+        Figure(
+            sc,
+            f"polls per server-CPU-second at {rate:.0f}/s",
+            per_cpu(s_fix, s_fix_m),
+            "calls/cpu-s",
+            per_cpu(b_fix, b_fix_m),
+            base_name,
+        )
+    )
+
+
+# -- 2 ---------------------------------------------------------------------------------
+
+
+def first_polls(bench: Bench, svc: ServiceProcess) -> None:
+    """Scenario 2: first polls of new job sets (the subscribe path), on a running service."""
+    sz, rep = bench.sizes, bench.report
+    sc = "2 first polls"
+    queue = "first"
+    seeded = bench.sim.seed(queue, "first", sz.first_poll_sets, 3, ("submitted", "running"))
+    polls = [(queue, s, jobs[0], None) for s, jobs, _ in seeded]
+    meter = CpuMeter(svc.pid).start()
+    got = bench.await_visible(svc.address, polls, concurrency=sz.concurrency, interval_s=0.002)
+    meter.stop()
+    n = len(got["first"])
+    rate = n / got["first_done"] if got.get("first_done") else float("nan")
+    rep.add(Figure(sc, "first polls per second", rate, "calls/s", note=f"{n} new job sets"))
+    per_cpu = n / meter.cpu_s if meter.cpu_s else float("nan")
+    rep.add(
+        Figure(
+            sc,
+            "job sets subscribed per server-CPU-second",
+            per_cpu,
+            "sets/cpu-s",
+            bench.known.get("hits_per_cpu_s"),
+            "cache-hit polls/cpu-s (1)",
+            note="includes the repeat polls until visible",
+        )
+    )
+    rep.add(
+        Figure(
+            sc,
+            "first poll answer p50",
+            _pct(got["first"], 50) * 1000,
+            "ms",
+            bench.known.get("hits_p50_ms"),
+            "cache-hit p50 (1)",
+            higher_is_better=False,
+        )
+    )
+    # The baseline: opening the same streams straight from the simulator.
+    group = LoadGroup(
+        "first_events", [(bench.sim.address, [(queue, s) for s, _, _ in seeded], sz.concurrency)]
+    )
+    group.go(0.1)
+    direct = group.results()[0]["visible"]
+    for p in (50, 99):
+        rep.add(
+            Figure(
+                sc,
+                f"time until first event visible p{p}",
+                _pct(got["visible"], p) * 1000,
+                "ms",
+                _pct(direct, p) * 1000,
+                "first event on a direct stream",
+                higher_is_better=False,
+                note="service polled every 2 ms",
+            )
+        )
+
+
+# -- 3 ---------------------------------------------------------------------------------
+
+
+def _durable(db: Path, expected: dict[tuple[str, str], str]) -> bool:
+    """Whether the database holds every job set at its expected last position."""
+    if not db.exists():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+    except sqlite3.Error:
+        return False
+    try:
+        rows = conn.execute("SELECT queue, job_set_id, last_message_id FROM job_sets").fetchall()
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    stored = {(q, s): m for q, s, m in rows}
+    return all(stored.get(k) == m for k, m in expected.items())
+
+
+def ingestion(bench: Bench) -> None:
+    """Scenario 3: events applied and flushed to SQLite vs a receive-and-parse-only client."""
+    sz, rep = bench.sizes, bench.report
+    sc = "3 ingestion"
+    for label, n_sets, jobs_per_set in (
+        ("1 job set", 1, sz.ingest_one_jobs),
+        (f"{sz.ingest_many_sets:,} job sets", sz.ingest_many_sets, sz.ingest_many_jobs_per_set),
+    ):
+        queue = f"ingest-{n_sets}"
+        seeded = bench.sim.seed(queue, queue, n_sets, jobs_per_set, LIFECYCLE)
+        events = n_sets * jobs_per_set * len(LIFECYCLE)
+        job_sets = [(queue, s) for s, _, _ in seeded]
+        group = LoadGroup("streams", [(bench.sim.address, job_sets, events, 300.0)])
+        start = group.go()
+        _sleep_until(start)
+        sim_meter = CpuMeter(bench.sim.pid).start()
+        base = group.results()[0]
+        sim_meter.stop()
+        base_rate = base["received"] / base["elapsed_s"] if base["received"] >= events else 0.0
+
+        bench._dbs += 1
+        db = bench.workdir / f"service-{bench._dbs}.db"
+        expected = {(queue, s): last for s, _, last in seeded}
+        with bench.service("--flush-interval-s", "0.25", db=db) as svc:
+            meter = CpuMeter(svc.pid).start()
+            t0 = time.perf_counter()
+            # One poll per job set subscribes; polled slowly, not to load the service.
+            bench.await_visible(
+                svc.address,
+                [(queue, s, jobs[0], None) for s, jobs, _ in seeded],
+                concurrency=16,
+                interval_s=0.5,
+            )
+            while not _durable(db, expected):
+                if time.perf_counter() - t0 > 600:
+                    rep.errors.append(f"ingestion over {label}: not durable after 600 s")
+                    break
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - t0
+            meter.stop()
+        rate = events / elapsed
+        rep.add(
+            Figure(
+                sc,
+                f"events/s applied and flushed, {label}",
+                rate,
+                "events/s",
+                base_rate,
+                "receive-and-parse client",
+                min_ratio=0.8,
+                note=f"{events:,} events; flush every 0.25 s",
+            )
+        )
+        rep.add(
+            Figure(
+                sc,
+                f"server CPU per event, {label}",
+                meter.cpu_s / events * 1e6,
+                "us",
+                sim_meter.cpu_s / events * 1e6,
+                "simulator CPU per event sent",
+                higher_is_better=False,
+            )
+        )
+
+
+# -- 4 ---------------------------------------------------------------------------------
+
+
+def subscription_scale(bench: Bench) -> None:
+    """Scenario 4: many job sets subscribed at once: memory per stream, polls while streaming."""
+    sz, rep = bench.sizes, bench.report
+    sc = "4 subscription scale"
+    queue = "scale"
+    seeded = bench.sim.seed(queue, "scale", sz.scale_sets, 1, ("submitted",))
+    job_sets = [(queue, s) for s, _, _ in seeded]
+    group = LoadGroup("streams", [(bench.sim.address, job_sets, len(job_sets), 300.0)])
+    group.go()
+    bare = group.results()[0]
+    bare_per_stream = (bare["rss_open"] - bare["rss_before"]) / len(job_sets)
+
+    with bench.service() as svc:
+        time.sleep(0.5)
+        rss0 = rss_bytes(svc.pid)
+        got = bench.await_visible(
+            svc.address, [(queue, s, jobs[0], SUBMITTED) for s, jobs, _ in seeded], concurrency=32
+        )
+        rss1 = rss_bytes(svc.pid)
+        streams = bench.sim.open_streams()
+        per_sub = (rss1 - rss0) / len(seeded)
+        rep.add(
+            Figure(
+                sc,
+                "RSS per subscription",
+                per_sub,
+                "bytes",
+                bare_per_stream,
+                "bare client per open stream",
+                higher_is_better=False,
+                note=f"{len(seeded):,} job sets; simulator saw {streams:,} open streams",
+            )
+        )
+        rep.add(
+            Figure(
+                sc,
+                "subscriptions opened per second",
+                len(got["first"]) / got["first_done"] if got.get("first_done") else 0.0,
+                "sets/s",
+            )
+        )
+        # Polls at scenario 1's offered load while every stream receives events.
+        rate = bench.known.get("hits_rate", 500.0)
+        bench.sim.trickle(queue, [s for s, _, _ in seeded], sz.scale_trickle_per_s)
+        polls: list[Poll] = [(queue, s, jobs[0], None) for s, jobs, _ in seeded]
+        random.Random(2).shuffle(polls)
+        result, _ = bench.polls(svc.address, svc.pid, polls, "open", rate)
+        published = bench.sim.trickle_stop()
+        note = f"{sz.scale_trickle_per_s:,.0f} events/s over {len(seeded):,} streams"
+        rep.info["scale_events_published"] = published
+        for p in (50, 99):
+            rep.add(
+                Figure(
+                    sc,
+                    f"p{p} latency at {rate:.0f} polls/s while streaming",
+                    result.percentile_ms(p),
+                    "ms",
+                    bench.known.get(f"hits_p{p}_ms"),
+                    "same load, no streams (1)",
+                    higher_is_better=False,
+                    note=note,
+                )
+            )
+
+
+# -- 5 (and the per-job memory of 4) ---------------------------------------------------
+
+
+def _dict_memory(conn: Any, n: int) -> None:
+    """Child: RSS growth of a plain dict of *n* 26-character ids to small tuples."""
+    rng = random.Random(3)
+    before = rss_bytes(os.getpid())
+    table = {new_job_id(rng): (SUCCEEDED, None, 0.0) for _ in range(n)}
+    conn.send(("ok", (rss_bytes(os.getpid()) - before) / len(table)))
+
+
+def _seed_db(db: Path, queue: str, seeded: Sequence[Seeded], jobs_per_set: int) -> dict[str, Any]:
+    """Write *jobs_per_set* jobs for each seeded job set, positioned at its last event."""
+    store = SQLiteStore(str(db))
+    store.open()
+    rng = random.Random(4)
+    expected: dict[str, tuple[str, int]] = {}
+    batch = []
+    for s, _, last in seeded:
+        rows = []
+        for i in range(jobs_per_set):
+            if i % 20 == 0:
+                row = JobRow(
+                    new_job_id(rng), FAILED, "OOMKilled (cause: OOM; exit codes: main=137)"
+                )
+            elif i % 3 == 0:
+                row = JobRow(new_job_id(rng), RUNNING, None)
+            else:
+                row = JobRow(new_job_id(rng), SUCCEEDED, None)
+            rows.append(row)
+        expected[s] = (rows[-1].job_id, rows[-1].state)
+        batch.append(JobSetWrite(JobSetKey(queue, s), last, time.time(), rows))
+        if len(batch) >= 10:
+            store.write(batch)
+            batch = []
+    if batch:
+        store.write(batch)
+    store.close()
+    return expected
+
+
+def restart(bench: Bench) -> None:
+    """Scenario 5: start with many jobs in the database; and the memory per cached job."""
+    sz, rep = bench.sizes, bench.report
+    sc = "5 restart"
+    queue = "restart"
+    jobs_per_set = sz.restart_jobs // sz.restart_sets
+    total = jobs_per_set * sz.restart_sets
+    seeded = bench.sim.seed(queue, "restart", sz.restart_sets, 2, ("submitted", "running"))
+    db = bench.workdir / "restart.db"
+    expected = _seed_db(db, queue, seeded, jobs_per_set)
+    positions = {s: last for s, _, last in seeded}
+    polls: list[Poll] = [(queue, s, job, state) for s, (job, state) in expected.items()]
+    empty_db = bench.workdir / "restart-empty.db"
+    empty_polls: list[Poll] = [(queue, s, jobs[0], RUNNING) for s, jobs, _ in seeded]
+
+    def start_and_serve(path: Path, todo: list[Poll]) -> tuple[float, float, float, int, int]:
+        t0 = time.perf_counter()
+        with bench.service(db=path) as svc:
+            listening = time.perf_counter() - t0
+            rss0 = rss_bytes(svc.pid)
+            first = bench.await_visible(svc.address, todo[:1], concurrency=1, interval_s=0.005)
+            first_s = time.perf_counter() - t0
+            bench.await_visible(svc.address, todo[1:], concurrency=8, interval_s=0.01)
+            all_s = time.perf_counter() - t0
+            rss1 = rss_bytes(svc.pid)
+            del first
+        return listening, first_s, all_s, rss0, rss1
+
+    bench.sim.stream_requests()
+    _e_listen, e_first, e_all, _, _ = start_and_serve(empty_db, empty_polls)
+    bench.sim.stream_requests()
+    listen, first_s, all_s, rss0, rss1 = start_and_serve(db, polls)
+    requests = [r for r in bench.sim.stream_requests() if r[0] == queue]
+    replays = sum(1 for _, s, from_id in requests if from_id != positions[s])
+    rep.add(
+        Figure(
+            sc,
+            f"start to first correct answer, {total:,} jobs stored",
+            first_s * 1000,
+            "ms",
+            e_first * 1000,
+            "same with an empty database",
+            higher_is_better=False,
+            note=f"listening after {listen * 1000:.0f} ms",
+        )
+    )
+    rep.add(
+        Figure(
+            sc,
+            f"start to every job set answering correctly, {total:,} jobs",
+            all_s,
+            "s",
+            e_all,
+            "same with an empty database",
+            higher_is_better=False,
+            note=f"{sz.restart_sets} job sets of {jobs_per_set:,} jobs",
+        )
+    )
+    rep.add(
+        Figure(
+            sc,
+            "streams not resumed from the stored position",
+            replays,
+            "streams",
+            note=f"of {len(requests)} stream requests recorded by the simulator",
+        )
+    )
+    rep.info["restart_stream_requests"] = len(requests)
+
+    child = Child(_dict_memory, total)
+    plain = child.recv(600)[1]
+    child.stop()
+    rep.add(
+        Figure(
+            "4 subscription scale",
+            f"RSS per cached job at {total:,} jobs",
+            (rss1 - rss0) / total,
+            "bytes",
+            plain,
+            "plain dict id -> 3-tuple",
+            higher_is_better=False,
+            max_value=160,
+            note=f"everything included: {sz.restart_sets} subscriptions, SQLite cache",
+        )
+    )
+
+
+# -- 6 ---------------------------------------------------------------------------------
+
+
+def old_way(bench: Bench) -> None:
+    """Scenario 6: the same polls served by a write-through design (a write per event)."""
+    sz, rep = bench.sizes, bench.report
+    sc = "6 old way"
+    queue = "old"
+    seeded = bench.sim.seed(queue, "old", sz.poll_sets, sz.poll_jobs_per_set, LIFECYCLE)
+    polls: list[Poll] = [(queue, s, j, SUCCEEDED) for s, jobs, _ in seeded for j in jobs]
+    random.Random(1).shuffle(polls)
+    events = len(polls) * len(LIFECYCLE)
+
+    def run(address: str, pid: int) -> tuple[float, float, float]:
+        meter = CpuMeter(pid).start()
+        t0 = time.perf_counter()
+        bench.await_visible(address, _last_polls(seeded, queue, SUCCEEDED), interval_s=0.05)
+        ingest_s = time.perf_counter() - t0
+        meter.stop()
+        result, m = bench.polls(address, pid, polls, "closed", sz.concurrency)
+        return result.calls / m.cpu_s, events / ingest_s, meter.cpu_s / events * 1e6
+
+    wt = ServerChild("write_through", bench.sim.address, str(bench.workdir / "write-through.db"))
+    try:
+        w_poll, w_ingest, w_cpu = run(wt.address, wt.pid)
+    finally:
+        wt.stop()
+    with bench.service() as svc:
+        s_poll, s_ingest, s_cpu = run(svc.address, svc.pid)
+    base = "write-through (a write per event, a read per poll)"
+    rep.add(
+        Figure(sc, "polls per server-CPU-second, saturated", s_poll, "calls/cpu-s", w_poll, base)
+    )
+    rep.add(
+        Figure(
+            sc,
+            "events/s until visible to polls",
+            s_ingest,
+            "events/s",
+            w_ingest,
+            base,
+            note=f"{events:,} events over {len(seeded)} job sets",
+        )
+    )
+    rep.add(Figure(sc, "server CPU per event", s_cpu, "us", w_cpu, base, higher_is_better=False))
+
+
+SCENARIOS = {
+    "1": cache_hits,  # runs 2 on the same service process
+    "3": ingestion,
+    "4": subscription_scale,
+    "5": restart,
+    "6": old_way,
+}
+
+
+def summarize(values: Sequence[float]) -> float:
+    """The median of *values* (NaN when empty)."""
+    return statistics.median(values) if values else float("nan")
