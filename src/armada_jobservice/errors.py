@@ -1,16 +1,18 @@
 """The service's exceptions. Errors of grpc, sqlite3 and the Postgres driver are
-translated into these where they enter the code (``raise ... from exc``)::
+translated into these where they enter the code (``raise ... from exc``).
+They share the package's one base with the client's (``_exceptions.py``)::
 
     JobServiceError
     ├── ConfigError        a setting cannot work; names the setting
-    └── StoreError         the database failed or cannot be reached
+    ├── StoreError         the database failed or cannot be reached
+    └── (the client's errors, see _exceptions.py)
 """
 
 from __future__ import annotations
 
+from armada_jobservice._exceptions import JobServiceError
 
-class JobServiceError(Exception):
-    """Base of every error the job service raises on purpose."""
+__all__ = ["ConfigError", "JobServiceError", "StoreError"]
 
 
 class ConfigError(JobServiceError):
