@@ -109,8 +109,13 @@ class ArmadaSimulator:
         if self._server is not None:
             raise SimulatorError("simulator already started")
         server = grpc.aio.server(options=[
-            # 10,000+ watch streams are the point; keep the per-connection cap out of the way.
-            ("grpc.max_concurrent_streams", 1 << 20),
+            # Holding 10,000+ watch streams is the point. grpc core cancels
+            # calls beyond its pending-request limits (1,000 soft, 3,000 hard
+            # by default) while grpc.aio picks them up one at a time, so a burst
+            # of new streams would end CANCELLED without these.
+            ("grpc.max_concurrent_streams", 1_000_000),
+            ("grpc.server.max_pending_requests", 1_000_000),
+            ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
             ("grpc.so_reuseport", 0),
         ])
         add_servicers(self, server)
