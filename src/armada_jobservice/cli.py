@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "armada_jobservice.serve_cli",
     "armada_jobservice.client_cli",
     "armada_jobservice.sim.cli",
+    "armada_jobservice.demo",
     "armada_jobservice.bench.cli",
 )
 
