@@ -108,8 +108,15 @@ class JobServiceApp:
                 "can make this service watch job sets with its Armada identity",
                 self.settings.grpc_port,
             )
-        # so_reuseport=0: a second service on the same port must fail, not share it.
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
+        options = [
+            # A second service on the same port must fail, not share it.
+            ("grpc.so_reuseport", 0),
+            # gRPC core answers CANCELLED to calls beyond 1,000 waiting for a
+            # handler; a burst of Airflow polls should queue, not fail.
+            ("grpc.server.max_pending_requests", 100_000),
+            ("grpc.server.max_pending_requests_hard_limit", 100_000),
+        ]
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         servicer = JobServiceServicer(
             self.subscriptions,
             self.metrics,
