@@ -158,6 +158,9 @@ async def _first_polls(
                 got = time.perf_counter()
                 first.append(got - sent)
                 out["first_done"] = max(out["first_done"], got - t0)
+                if timeout_s <= 0:
+                    # Only the first poll: it subscribes; others watch the rest.
+                    continue
                 while answer.state == _NOT_FOUND if want is None else answer.state != want:
                     if time.perf_counter() - sent > timeout_s:
                         out["missed"] += 1
@@ -172,7 +175,12 @@ async def _first_polls(
 
 
 async def _streams(
-    address: str, job_sets: Sequence[tuple[str, str]], total: int, start: float, timeout_s: float
+    address: str,
+    job_sets: Sequence[tuple[str, str]],
+    total: int,
+    start: float,
+    timeout_s: float,
+    open_step: int,
 ) -> dict[str, Any]:
     """Read and parse the job sets' event streams until *total* events arrived.
 
@@ -214,7 +222,16 @@ async def _streams(
                     if opened[0] == len(job_sets):
                         out["rss_open"] = rss_bytes(os.getpid())
 
-        tasks = [asyncio.get_running_loop().create_task(read(q, s)) for q, s in job_sets]
+        loop = asyncio.get_running_loop()
+        tasks = []
+        # Opened in steps, as the service opens them (one per first poll): a
+        # single burst of thousands of calls on one channel starves some.
+        for k in range(0, len(job_sets), open_step):
+            tasks += [loop.create_task(read(q, s)) for q, s in job_sets[k : k + open_step]]
+            while opened[0] < min(k + open_step, len(job_sets)) and not all_in.is_set():
+                if time.perf_counter() - t0 > timeout_s:
+                    break
+                await asyncio.sleep(0.001)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_in.wait(), timeout_s)
         for task in tasks:
@@ -283,8 +300,8 @@ async def _call(kind: str, args: tuple[Any, ...], start: float) -> Any:
     if kind == "first_events":
         address, job_sets, concurrency = args
         return await fn(address, job_sets, concurrency, start)
-    address, job_sets, total, timeout_s = args
-    return await fn(address, job_sets, total, start, timeout_s)
+    address, job_sets, total, timeout_s, open_step = args
+    return await fn(address, job_sets, total, start, timeout_s, open_step)
 
 
 class LoadGroup:
