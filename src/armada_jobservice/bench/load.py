@@ -194,7 +194,7 @@ async def _streams(
 
     from armada_jobservice.bench.procs import rss_bytes
 
-    out: dict[str, Any] = {"received": 0, "elapsed_s": float("nan"), "rss_open": 0}
+    out: dict[str, Any] = {"received": 0, "elapsed_s": float("nan"), "rss_open": 0, "cpu_s": 0.0}
     async with grpc.aio.insecure_channel(address) as channel:
         stub = event_pb2_grpc.EventStub(channel)  # type: ignore[no-untyped-call]
         await channel.channel_ready()
@@ -203,6 +203,7 @@ async def _streams(
         out["rss_before"] = rss_bytes(os.getpid())
         await _sleep_until(start)
         t0 = time.perf_counter()
+        c0 = time.process_time()
 
         async def read(queue: str, job_set_id: str) -> None:
             request = event_pb2.JobSetRequest(id=job_set_id, queue=queue, watch=True)
@@ -215,6 +216,7 @@ async def _streams(
                     out["received"] += 1
                     if out["received"] >= total:
                         out["elapsed_s"] = time.perf_counter() - t0
+                        out["cpu_s"] = time.process_time() - c0
                         all_in.set()
                 if first:
                     first = False

@@ -1,0 +1,65 @@
+"""``armada-jobservice bench`` end to end at tiny sizes: every figure is produced.
+
+Nothing here looks at how fast anything was: machines are shared and noisy,
+so the smoke test only checks that the run completes and reports each figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Every figure the bench reports, by scenario and the start of its name.
+EXPECTED = [
+    ("1 cache-hit polls", "polls per server-CPU-second, saturated"),
+    ("1 cache-hit polls", "polls per second, saturated"),
+    ("1 cache-hit polls", "p50 latency, saturated"),
+    ("1 cache-hit polls", "p99 latency, saturated"),
+    ("1 cache-hit polls", "p50 latency at "),
+    ("1 cache-hit polls", "p99 latency at "),
+    ("2 first polls", "first polls per second"),
+    ("2 first polls", "time until first event visible p50"),
+    ("2 first polls", "time until first event visible p99"),
+    ("3 ingestion", "events/s applied and flushed, 1 job set"),
+    ("3 ingestion", "events/s applied and flushed, 20 job sets"),
+    ("3 ingestion", "server CPU per event, 1 job set"),
+    ("4 subscription scale", "RSS per subscription"),
+    ("4 subscription scale", "RSS per cached job at "),
+    ("4 subscription scale", "p99 latency at "),
+    ("5 restart", "start to first correct answer"),
+    ("5 restart", "start to every job set answering correctly"),
+    ("5 restart", "streams not resumed from the stored position"),
+    ("6 old way", "polls per server-CPU-second, saturated"),
+    ("6 old way", "events/s until visible to polls"),
+]
+
+
+@pytest.mark.timeout(600)
+def test_bench_smoke_reports_every_figure(tmp_path: Path) -> None:
+    """A tiny run through the same code as ``--quick`` exits 0 and reports each figure."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "armada_jobservice.cli", "bench", "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["errors"] == []
+    figures = report["figures"]
+    for scenario, name in EXPECTED:
+        found = [f for f in figures if f["scenario"] == scenario and f["name"].startswith(name)]
+        assert found, f"missing figure {scenario}: {name}"
+    for f in figures:
+        assert math.isfinite(f["value"]), f
+    assert report["cpu_s"]["service"] > 0
+    # The same figures are printed as a table.
+    assert "| scenario" in proc.stdout
+    assert "polls per server-CPU-second" in proc.stdout
