@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,46 @@ def test_example_dag_parses() -> None:
         "load",
         "transform",
     ]
+
+
+def test_on_kill_cancels_the_running_job(stack: dict[str, str]) -> None:
+    """When Airflow kills the task, on_kill cancels the Armada job and the wait ends CANCELLED."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow.exceptions import AirflowException
+
+    from armada_jobservice import JobServiceClient, JobState
+    from armada_jobservice.airflow import ArmadaJobServiceOperator
+
+    operator = ArmadaJobServiceOperator(
+        task_id="killed",
+        armada_queue="airflow",
+        pod_spec=POD,
+        annotations={"armada-sim/hold-at": "running"},
+        job_set_id=f"kill-{uuid.uuid4().hex[:8]}",
+        armada_url=stack["armada"],
+        jobservice_url=stack["jobservice"],
+        poll_interval_s=0.05,
+    )
+    pushed: dict[str, Any] = {}
+
+    class TaskInstance:
+        """Only what execute() uses of a task instance: XCom pushes."""
+
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    with ThreadPoolExecutor(1) as pool, JobServiceClient(stack["jobservice"]) as client:
+        running = pool.submit(operator.execute, {"ti": TaskInstance()})
+        deadline = time.monotonic() + 30
+        while "job_id" not in pushed or (
+            client.get_job_status("airflow", pushed["job_set_id"], pushed["job_id"]).state
+            is not JobState.RUNNING
+        ):
+            assert time.monotonic() < deadline, "the job never ran"
+            assert not running.done(), running.exception()
+            time.sleep(0.05)
+        operator.on_kill()
+        with pytest.raises(AirflowException, match="CANCELLED"):
+            running.result(timeout=30)
+    assert pushed["job_state"] == "CANCELLED"
