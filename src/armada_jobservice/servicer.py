@@ -27,12 +27,12 @@ _Response = jobservice_pb2.JobServiceResponse
 _CONNECTION_ERR = int(JobState.CONNECTION_ERR)
 _NOT_FOUND = int(JobState.JOB_ID_NOT_FOUND)
 _TERMINAL = frozenset(int(s) for s in JobState if s.is_terminal)
+_PLAIN = tuple(_Response(state=int(s)) for s in JobState)  # type: ignore[arg-type]
 
 
-def invalid_field(request: Any) -> str | None:
+def invalid_field(queue: str, job_set_id: str, job_id: str) -> str | None:
     """Why a request cannot be answered, naming the field, or None when it is fine."""
-    for name in ("queue", "job_set_id", "job_id"):
-        value = getattr(request, name)
+    for name, value in (("queue", queue), ("job_set_id", job_set_id), ("job_id", job_id)):
         if not value:
             return f"{name} must not be empty"
         if len(value) > MAX_ID_LENGTH:
@@ -58,25 +58,34 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
 
     async def GetJobStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Answer the cached state of one job, subscribing to its job set on first sight."""
-        problem = invalid_field(request)
-        if problem is not None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        # Each protobuf field read costs; read each once.
+        queue, job_set_id, job_id = request.queue, request.job_set_id, request.job_id
+        if (
+            not (queue and job_set_id and job_id)
+            or len(queue) > MAX_ID_LENGTH
+            or len(job_set_id) > MAX_ID_LENGTH
+            or len(job_id) > MAX_ID_LENGTH
+        ):
+            problem = invalid_field(queue, job_set_id, job_id)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(problem))
         now = time.monotonic()
-        key = JobSetKey(request.queue, request.job_set_id)
-        js = self._job_sets.get(key)
+        # A plain tuple: equal to (and hashed as) the JobSetKey the dict holds,
+        # without a NamedTuple construction per poll.
+        key = (queue, job_set_id)
+        js = self._job_sets.get(key)  # type: ignore[call-overload]
         if js is None or js.stream is None or not js.loaded:
             try:
-                js = self._subs.subscribe(key, now)
+                js = self._subs.subscribe(JobSetKey(*key), now)
                 await self._subs.ensure_loaded(js)
             except SubscriptionLimitReached as exc:
-                if js is not None and js.loaded and js.is_terminal(request.job_id):
-                    return self._answer(*js.lookup(request.job_id))
+                if js is not None and js.loaded and js.is_terminal(job_id):
+                    return self._answer(*js.lookup(job_id))
                 return self._answer(_CONNECTION_ERR, str(exc))
             except StoreError as exc:
                 return self._answer(_CONNECTION_ERR, f"job service database: {exc}")
         else:
             js.last_poll = now
-        state, error = js.lookup(request.job_id)
+        state, error = js.lookup(job_id)
         if js.failing_since is not None and state not in _TERMINAL:
             failure = js.connection_error(now, self._grace_s)
             if failure is not None:
@@ -85,6 +94,9 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
 
     def _answer(self, state: int, error: str) -> Any:
         self._polls[state] += 1
+        if not error:
+            # Responses are only serialised, never changed: share one per state.
+            return _PLAIN[state]
         return _Response(state=state, error=error)  # type: ignore[arg-type]
 
     async def Health(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
