@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from armada_jobservice.errors import StoreError
-from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore, terminal_states_sql
+from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore, not_terminal_sql
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ class PostgresStore(SQLStore):
         INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
             state = EXCLUDED.state, error = EXCLUDED.error
-        WHERE jobs.state NOT IN ({terminal_states_sql()})
+        WHERE {not_terminal_sql("jobs.state")}
     """
 
     def __init__(self, url: str) -> None:

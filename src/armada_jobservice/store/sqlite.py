@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from armada_jobservice.errors import StoreError
-from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore, terminal_states_sql
+from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore, not_terminal_sql
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ class SQLiteStore(SQLStore):
         INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
             state = excluded.state, error = excluded.error
-        WHERE jobs.state NOT IN ({terminal_states_sql()})
+        WHERE {not_terminal_sql("jobs.state")}
     """
 
     def __init__(self, path: str) -> None:
