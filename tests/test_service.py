@@ -397,3 +397,39 @@ async def test_old_generated_client_names_work(service: JobServiceApp) -> None:
     await channel.close()
     assert dataclasses.is_dataclass(service.settings)
     assert jobservice_pb2_grpc.JobServiceStub is not None
+
+
+async def test_concurrent_first_polls_of_many_stored_job_sets(
+    service: JobServiceApp, client: Client
+) -> None:
+    """First polls of many job sets at once each get their own stored jobs (read in batches)."""
+    from armada_jobservice.cache import JobRow, JobSetKey
+    from armada_jobservice.store.base import JobSetWrite
+
+    await service.store.write(
+        [
+            JobSetWrite(JobSetKey(Q, f"s{n}"), f"m{n}", time.time(), [JobRow(f"j{n}", n % 5, None)])
+            for n in range(40)
+        ]
+    )
+    replies = await asyncio.gather(*(state_of(client, f"j{n}", job_set=f"s{n}") for n in range(40)))
+    assert [r.state for r in replies] == [n % 5 for n in range(40)]
+
+
+async def test_unreadable_database_answers_connection_err(
+    service: JobServiceApp, client: Client
+) -> None:
+    """When a new job set cannot be read from the database, polls answer CONNECTION_ERR."""
+    store: Any = service.store.store
+    real_conn, store._conn = store._conn, None
+    try:
+        reply = await state_of(client, "job-1", job_set="unreadable")
+        assert reply.state == State.CONNECTION_ERR
+        assert "database" in reply.error
+    finally:
+        store._conn = real_conn
+    reply = await eventually(
+        lambda: state_of(client, "job-1", job_set="unreadable"),
+        lambda r: r.state == State.JOB_ID_NOT_FOUND,
+    )
+    assert reply.error == ""

@@ -188,3 +188,18 @@ async def test_service_on_postgres_survives_a_restart(
         requests = await eventually(lambda: armada.stream_requests("q", "s"), lambda r: len(r) == 2)
         assert requests[1].from_message_id == last
         await client.close()
+
+
+def test_load_several_job_sets_at_once(store: Store) -> None:
+    """A batch read returns the stored job sets and leaves out the unknown ones."""
+    store.write(
+        [
+            JobSetWrite(K1, "m-1", 1.0, [JobRow("a", 2, None)]),
+            JobSetWrite(K2, "m-2", 2.0, [JobRow("b", 4, None), JobRow("c", 3, "x")]),
+        ]
+    )
+    found = store.load_job_sets([K1, JobSetKey("q1", "nope"), K2])
+    assert set(found) == {K1, K2}
+    assert found[K1].rows == [JobRow("a", 2, None)]
+    assert sorted(found[K2].rows) == [JobRow("b", 4, None), JobRow("c", 3, "x")]
+    assert found[K2].last_message_id == "m-2"

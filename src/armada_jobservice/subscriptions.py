@@ -81,7 +81,9 @@ class SubscriptionManager:
         self._rand = random.Random(seed)
         self.job_sets: dict[JobSetKey, JobSet] = {}
         self.active = 0
-        self._loading: dict[JobSetKey, asyncio.Task[None]] = {}
+        #: Job sets whose stored rows are being read, and those queued for the next read.
+        self._loading: dict[JobSetKey, asyncio.Future[None]] = {}
+        self._to_load: list[JobSet] = []
         self._stub = event_pb2_grpc.EventStub(upstream.channel)  # type: ignore[no-untyped-call]
         self._closed = False
 
@@ -112,26 +114,44 @@ class SubscriptionManager:
         return js
 
     async def ensure_loaded(self, js: JobSet) -> None:
-        """Wait until the stored jobs of *js* are in memory; raise ``StoreError`` if unreadable."""
+        """Wait until the stored jobs of *js* are in memory; raise ``StoreError`` if unreadable.
+
+        First polls arriving together are read from the database in one batch,
+        one thread hop for all of them rather than one each.
+        """
         if js.loaded:
             return
-        task = self._loading.get(js.key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._load(js))
-            self._loading[js.key] = task
-        await asyncio.shield(task)
+        future = self._loading.get(js.key)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._loading[js.key] = loop.create_future()
+            self._to_load.append(js)
+            if len(self._to_load) == 1:
+                loop.call_soon(self._start_loading)
+        await asyncio.shield(future)
 
-    async def _load(self, js: JobSet) -> None:
+    def _start_loading(self) -> None:
+        batch, self._to_load = self._to_load, []
+        asyncio.get_running_loop().create_task(self._load(batch), name="load job sets")
+
+    async def _load(self, batch: list[JobSet]) -> None:
         try:
-            stored = await self.store.load_job_set(js.key)
-        finally:
-            self._loading.pop(js.key, None)
-        if stored is None:
-            js.load(None, [])
-        else:
-            js.load(stored.last_message_id, stored.rows)
-            js.persisted_activity = stored.last_activity
-            log.debug("loaded %d jobs of %s from the database", len(stored.rows), js.key)
+            stored = await self.store.load_job_sets([js.key for js in batch])
+        except StoreError as exc:
+            for js in batch:
+                future = self._loading.pop(js.key)
+                future.set_exception(exc)
+                future.exception()  # retrieved here: a poll that gave up may not await it
+            return
+        for js in batch:
+            found = stored.get(js.key)
+            if found is None:
+                js.load(None, [])
+            else:
+                js.load(found.last_message_id, found.rows)
+                js.persisted_activity = found.last_activity
+            self._loading.pop(js.key).set_result(None)
+        log.debug("loaded %d job sets from the database", len(batch))
 
     # -- streams -------------------------------------------------------------
 

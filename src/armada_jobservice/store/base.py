@@ -54,6 +54,9 @@ class Store(Protocol):
     def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:
         """Read one job set and all its jobs, or None when it is not stored."""
 
+    def load_job_sets(self, keys: Sequence[JobSetKey]) -> dict[JobSetKey, StoredJobSet]:
+        """Read several job sets at once; those not stored are missing from the answer."""
+
     def idle_job_sets(self, cutoff: float, limit: int) -> list[JobSetKey]:
         """Job sets whose last activity is older than *cutoff* (wall-clock seconds)."""
 

@@ -70,7 +70,7 @@ class PostgresStore(SQLStore):
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
 
-    def _transaction(self, fn: Callable[[Any], T]) -> T:
+    def _transaction(self, fn: Callable[[Any], T], write: bool = False) -> T:
         import psycopg
 
         if self._conn is None or self._conn.closed:
@@ -101,7 +101,7 @@ class PostgresStore(SQLStore):
                     f"release's {SCHEMA_VERSION}"
                 )
 
-        self._transaction(create)
+        self._transaction(create, write=True)
 
     def close(self) -> None:
         """Close the connection; idempotent."""

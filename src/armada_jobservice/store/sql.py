@@ -7,7 +7,7 @@ driver errors into ``StoreError``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from armada_jobservice.cache import JobRow, JobSetKey
@@ -26,7 +26,8 @@ class SQLStore:
     upsert_job_set_sql = ""
     upsert_job_sql = ""
 
-    def _transaction(self, fn: Callable[[Any], T]) -> T:
+    def _transaction(self, fn: Callable[[Any], T], write: bool = False) -> T:
+        """Run ``fn(cursor)`` in one transaction (*write*: one that will write)."""
         raise NotImplementedError
 
     def _q(self, sql: str) -> str:
@@ -50,27 +51,22 @@ class SQLStore:
             if job_rows:
                 cur.executemany(self._q(self.upsert_job_sql), job_rows)
 
-        self._transaction(upsert)
+        self._transaction(upsert, write=True)
 
     def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:
         """Read one job set and its jobs."""
+        return self._transaction(lambda cur: _read_job_set(cur, key, self._q))
 
-        def read(cur: Any) -> StoredJobSet | None:
-            cur.execute(
-                self._q(
-                    "SELECT last_message_id, last_activity FROM job_sets"
-                    " WHERE queue = ? AND job_set_id = ?"
-                ),
-                tuple(key),
-            )
-            head = cur.fetchone()
-            if head is None:
-                return None
-            cur.execute(
-                self._q("SELECT job_id, state, error FROM jobs WHERE queue = ? AND job_set_id = ?"),
-                tuple(key),
-            )
-            return StoredJobSet(head[0], head[1], [JobRow(*r) for r in cur.fetchall()])
+    def load_job_sets(self, keys: Sequence[JobSetKey]) -> dict[JobSetKey, StoredJobSet]:
+        """Read several job sets in one transaction."""
+
+        def read(cur: Any) -> dict[JobSetKey, StoredJobSet]:
+            found = {}
+            for key in keys:
+                one = _read_job_set(cur, key, self._q)
+                if one is not None:
+                    found[key] = one
+            return found
 
         return self._transaction(read)
 
@@ -108,7 +104,7 @@ class SQLStore:
                     )
             return deleted
 
-        return self._transaction(delete)
+        return self._transaction(delete, write=True)
 
     def counts(self) -> tuple[int, int]:
         """Numbers of stored job sets and jobs."""
@@ -119,6 +115,20 @@ class SQLStore:
             return int(sets), int(jobs)
 
         return self._transaction(count)
+
+
+def _read_job_set(cur: Any, key: JobSetKey, q: Callable[[str], str]) -> StoredJobSet | None:
+    cur.execute(
+        q("SELECT last_message_id, last_activity FROM job_sets WHERE queue = ? AND job_set_id = ?"),
+        tuple(key),
+    )
+    head = cur.fetchone()
+    if head is None:
+        return None
+    cur.execute(
+        q("SELECT job_id, state, error FROM jobs WHERE queue = ? AND job_set_id = ?"), tuple(key)
+    )
+    return StoredJobSet(head[0], head[1], [JobRow(*r) for r in cur.fetchall()])
 
 
 def not_terminal_sql(column: str) -> str:

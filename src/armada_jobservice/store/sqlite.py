@@ -111,12 +111,14 @@ class SQLiteStore(SQLStore):
             self._conn.close()
             self._conn = None
 
-    def _transaction(self, fn: Callable[[Any], T]) -> T:
+    def _transaction(self, fn: Callable[[Any], T], write: bool = False) -> T:
         if self._conn is None:
             raise StoreError("the store is not open")
         db = self._conn
         try:
-            db.execute("BEGIN IMMEDIATE")
+            # A writer takes the lock up front (no upgrade deadlock); readers
+            # need only a snapshot.
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 result = fn(db.cursor())
             except BaseException:

@@ -51,6 +51,10 @@ class AsyncStore:
         """Read one job set."""
         return await self._run(self.store.load_job_set, key)
 
+    async def load_job_sets(self, keys: list[JobSetKey]) -> dict[JobSetKey, StoredJobSet]:
+        """Read several job sets in one hop."""
+        return await self._run(self.store.load_job_sets, keys)
+
     async def idle_job_sets(self, cutoff: float, limit: int) -> list[JobSetKey]:
         """Job sets idle since before *cutoff*."""
         return await self._run(self.store.idle_job_sets, cutoff, limit)
