@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from armada_client.armada import event_pb2
 
-from armada_jobservice.states import JobState, Transition, map_event, next_state
+from armada_jobservice.states import Transition, WireState, map_event, next_state
 
-S = JobState
+S = WireState
 
 
 def event(kind: str, job_id: str = "j1", **fields: Any) -> Any:
@@ -117,7 +117,7 @@ def test_terminal_states(state: S) -> None:
 
 
 def test_wire_numbers_match_the_contract() -> None:
-    """JobState's numbers are those of jobservice.JobServiceResponse.State."""
+    """WireState's numbers are those of jobservice.JobServiceResponse.State."""
     from armada_jobservice._gen import jobservice_pb2
 
     wire = jobservice_pb2.JobServiceResponse.State

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from armada_jobservice.states import JobState, map_event, next_state
+from armada_jobservice.states import WireState, map_event, next_state
 
 
 class JobSetKey(NamedTuple):
@@ -33,8 +33,8 @@ class JobRow(NamedTuple):
     error: str | None
 
 
-_TERMINAL = frozenset(int(s) for s in JobState if s.is_terminal)
-_STATES = tuple(JobState)
+_TERMINAL = frozenset(int(s) for s in WireState if s.is_terminal)
+_STATES = tuple(WireState)
 
 
 class JobSet:
@@ -125,7 +125,7 @@ class JobSet:
         """The cached state and error text of a job (JOB_ID_NOT_FOUND when unseen)."""
         state = self.states.get(job_id)
         if state is None:
-            return JobState.JOB_ID_NOT_FOUND, ""
+            return WireState.JOB_ID_NOT_FOUND, ""
         if state in _TERMINAL:
             return state, self.errors.get(job_id, "")
         return state, ""

@@ -37,9 +37,16 @@ QUEUE = "demo"
 State = jobservice_pb2.JobServiceResponse.State
 TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
 STATE_NAMES = [name for name, _ in State.items()]
-STATE_STYLES = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow",
-                "RUNNING": "cyan", "SUBMITTED": "blue", "JOB_ID_NOT_FOUND": "dim",
-                "CONNECTION_ERR": "magenta", "DUPLICATE_FOUND": "white"}
+STATE_STYLES = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "SUBMITTED": "blue",
+    "JOB_ID_NOT_FOUND": "dim",
+    "CONNECTION_ERR": "magenta",
+    "DUPLICATE_FOUND": "white",
+}
 
 EXIT_OK = 0
 EXIT_TIMEOUT = 1
@@ -97,11 +104,16 @@ async def _submit(client: ArmadaAsyncIOClient, options: DemoOptions) -> list[Tra
         per_set.setdefault(f"demo-run-{index % options.job_sets + 1}", []).append(index)
     tracked = []
     for job_set_id, indices in per_set.items():
-        items = [client.create_job_request_item(pod_spec=_pod_spec(), namespace="default",
-                                                annotations=_annotations(i)) for i in indices]
+        items = [
+            client.create_job_request_item(
+                pod_spec=_pod_spec(), namespace="default", annotations=_annotations(i)
+            )
+            for i in indices
+        ]
         # armada-client annotates submit_jobs' result wrongly (as an iterator).
-        response = cast(submit_pb2.JobSubmitResponse,
-                        await client.submit_jobs(QUEUE, job_set_id, items))
+        response = cast(
+            submit_pb2.JobSubmitResponse, await client.submit_jobs(QUEUE, job_set_id, items)
+        )
         for index, item in zip(indices, response.job_response_items, strict=True):
             role = {0: "cancelled by the demo", 1: "preempted"}.get(index, "")
             tracked.append(Tracked(item.job_id, job_set_id, role))
@@ -111,8 +123,12 @@ async def _submit(client: ArmadaAsyncIOClient, options: DemoOptions) -> list[Tra
 async def _poll(stub: jobservice_pb2_grpc.JobServiceStub, jobs: list[Tracked]) -> None:
     async def one(job: Tracked) -> None:
         try:
-            answer = await stub.GetJobStatus(jobservice_pb2.JobServiceRequest(
-                queue=QUEUE, job_set_id=job.job_set_id, job_id=job.job_id), timeout=5)
+            answer = await stub.GetJobStatus(
+                jobservice_pb2.JobServiceRequest(
+                    queue=QUEUE, job_set_id=job.job_set_id, job_id=job.job_id
+                ),
+                timeout=5,
+            )
         except grpc.aio.AioRpcError as exc:
             job.state, job.error = State.CONNECTION_ERR, exc.details() or str(exc.code())
             return
@@ -140,8 +156,9 @@ def _problems_table(jobs: list[Tracked]) -> Table:
     for job in jobs:
         if job.state in (State.FAILED, State.CANCELLED):
             name = State.Name(job.state)
-            table.add_row(job.job_set_id, job.job_id, f"[{STATE_STYLES[name]}]{name}",
-                          job.error or job.role)
+            table.add_row(
+                job.job_set_id, job.job_id, f"[{STATE_STYLES[name]}]{name}", job.error or job.role
+            )
     return table
 
 
@@ -149,8 +166,13 @@ class _View:
     """The live view: a progress bar, the counts per state and the problems so far."""
 
     def __init__(self, console: Console, total: int) -> None:
-        self.progress = Progress(TextColumn("terminal"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console)
+        self.progress = Progress(
+            TextColumn("terminal"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
         self.task = self.progress.add_task("jobs", total=total)
 
     def render(self, jobs: list[Tracked]) -> Group:
@@ -164,8 +186,12 @@ class _View:
 
 
 @contextlib.contextmanager
-def _live(console: Console, view: _View, jobs: list[Tracked], enabled: bool,
-          ) -> Iterator[Live | None]:
+def _live(
+    console: Console,
+    view: _View,
+    jobs: list[Tracked],
+    enabled: bool,
+) -> Iterator[Live | None]:
     if not enabled:
         yield None
         return
@@ -179,36 +205,56 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
     from armada_jobservice.config import Settings
 
     live_enabled = console.is_terminal if options.live is None else options.live
-    mix = Mix(fail_ratio=0.25, lease_return_ratio=0.15, queue_s=(0.5, 4.0),
-              pending_s=(0.5, 3.0), run_s=(2.0, 12.0))
+    mix = Mix(
+        fail_ratio=0.25,
+        lease_return_ratio=0.15,
+        queue_s=(0.5, 4.0),
+        pending_s=(0.5, 3.0),
+        run_s=(2.0, 12.0),
+    )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="armada-jobservice-demo-") as tmp:
-        async with ArmadaSimulator(seed=options.seed, time_scale=options.time_scale,
-                                   mix=mix) as sim:
-            settings = Settings(grpc_host="127.0.0.1", grpc_port=0, armada_url=sim.address,
-                                database=f"sqlite:///{Path(tmp) / 'jobservice.db'}",
-                                metrics_port=None)
+        async with ArmadaSimulator(
+            seed=options.seed, time_scale=options.time_scale, mix=mix
+        ) as sim:
+            settings = Settings(
+                grpc_host="127.0.0.1",
+                grpc_port=0,
+                armada_url=sim.address,
+                database=f"sqlite:///{Path(tmp) / 'jobservice.db'}",
+                metrics_port=None,
+            )
             async with (
                 JobServiceApp(settings) as app,
                 grpc.aio.insecure_channel(sim.address) as armada_channel,
                 grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as service_channel,
             ):
-                console.print(f"Armada simulator on [bold]{sim.address}[/], job service on "
-                              f"[bold]127.0.0.1:{app.grpc_port}[/] (SQLite in {tmp})")
+                console.print(
+                    f"Armada simulator on [bold]{sim.address}[/], job service on "
+                    f"[bold]127.0.0.1:{app.grpc_port}[/] (SQLite in {tmp})"
+                )
                 armada = ArmadaAsyncIOClient(armada_channel)
                 stub = jobservice_pb2_grpc.JobServiceStub(  # type: ignore[no-untyped-call]
-                    service_channel)
+                    service_channel
+                )
                 jobs = await _submit(armada, options)
-                console.print(f"submitted {len(jobs)} jobs to queue [bold]{QUEUE}[/] in "
-                              f"{options.job_sets} job sets; polling the job service")
+                console.print(
+                    f"submitted {len(jobs)} jobs to queue [bold]{QUEUE}[/] in "
+                    f"{options.job_sets} job sets; polling the job service"
+                )
                 finished = await _watch(console, armada, stub, jobs, options, live_enabled)
     _summary(console, jobs, time.monotonic() - started, finished)
     return EXIT_OK if finished else EXIT_TIMEOUT
 
 
-async def _watch(console: Console, armada: ArmadaAsyncIOClient,
-                 stub: jobservice_pb2_grpc.JobServiceStub, jobs: list[Tracked],
-                 options: DemoOptions, live_enabled: bool) -> bool:
+async def _watch(
+    console: Console,
+    armada: ArmadaAsyncIOClient,
+    stub: jobservice_pb2_grpc.JobServiceStub,
+    jobs: list[Tracked],
+    options: DemoOptions,
+    live_enabled: bool,
+) -> bool:
     view = _View(console, len(jobs))
     deadline = time.monotonic() + options.timeout_s
     to_cancel = next((j for j in jobs if j.role.startswith("cancelled")), None)
@@ -244,11 +290,13 @@ def _summary(console: Console, jobs: list[Tracked], elapsed_s: float, finished: 
         console.print(
             f"[bold]Summary:[/] {len(jobs)} jobs terminal in {elapsed_s:.1f} s: "
             f"{counts['SUCCEEDED']} succeeded, {counts['FAILED']} failed, "
-            f"{counts['CANCELLED']} cancelled (all answered by the job service).")
+            f"{counts['CANCELLED']} cancelled (all answered by the job service)."
+        )
     else:
         waiting = len(jobs) - sum(counts[State.Name(s)] for s in TERMINAL)
-        console.print(f"[bold red]Gave up[/] after {elapsed_s:.1f} s with {waiting} job(s) "
-                      "not terminal.")
+        console.print(
+            f"[bold red]Gave up[/] after {elapsed_s:.1f} s with {waiting} job(s) not terminal."
+        )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -263,28 +311,58 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "service until all are terminal. Needs no cluster and no configuration."
         ),
     )
-    parser.add_argument("--jobs", type=int, default=defaults.jobs,
-                        help="jobs to submit (default: %(default)s)")
-    parser.add_argument("--job-sets", type=int, default=defaults.job_sets,
-                        help="job sets to spread them over (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help="seed of the outcome mix (default: %(default)s)")
-    parser.add_argument("--time-scale", type=float, default=defaults.time_scale,
-                        help="real seconds per simulated second; lower is faster "
-                             "(default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=defaults.timeout_s, dest="timeout_s",
-                        metavar="SECONDS", help="give up after this long (default: %(default)s)")
-    parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
-                        help="live view (default: only on a terminal)")
+    parser.add_argument(
+        "--jobs", type=int, default=defaults.jobs, help="jobs to submit (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--job-sets",
+        type=int,
+        default=defaults.job_sets,
+        help="job sets to spread them over (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seed of the outcome mix (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=defaults.time_scale,
+        help="real seconds per simulated second; lower is faster (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.timeout_s,
+        dest="timeout_s",
+        metavar="SECONDS",
+        help="give up after this long (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="live view (default: only on a terminal)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``demo``."""
     if args.jobs < 2 or args.job_sets < 1:
-        print("armada-jobservice demo: --jobs must be at least 2 and --job-sets at least 1",
-              file=sys.stderr)
+        print(
+            "armada-jobservice demo: --jobs must be at least 2 and --job-sets at least 1",
+            file=sys.stderr,
+        )
         return 2
-    options = DemoOptions(jobs=args.jobs, job_sets=args.job_sets, seed=args.seed,
-                          time_scale=args.time_scale, timeout_s=args.timeout_s, live=args.live)
+    options = DemoOptions(
+        jobs=args.jobs,
+        job_sets=args.job_sets,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        timeout_s=args.timeout_s,
+        live=args.live,
+    )
     return asyncio.run(run_demo(options, Console()))

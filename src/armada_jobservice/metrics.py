@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_se
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from armada_jobservice.states import JobState
+from armada_jobservice.states import WireState
 
 PREFIX = "armada_jobservice"
 
@@ -24,7 +24,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.polls_by_state = [0] * len(JobState)
+        self.polls_by_state = [0] * len(WireState)
         self.events_applied = 0
         self.events_received = 0
         self.reconnects: dict[str, int] = {}
@@ -73,7 +73,7 @@ class _HotPathCollector(Collector):
         polls = CounterMetricFamily(
             f"{PREFIX}_polls", "GetJobStatus calls answered, by answered state.", labels=["state"]
         )
-        for state in JobState:
+        for state in WireState:
             polls.add_metric([state.name], m.polls_by_state[state])
         yield polls
         yield CounterMetricFamily(

@@ -18,16 +18,16 @@ from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.cache import JobSetKey
 from armada_jobservice.errors import StoreError
 from armada_jobservice.metrics import Metrics
-from armada_jobservice.states import JobState
+from armada_jobservice.states import WireState
 from armada_jobservice.subscriptions import SubscriptionLimitReached, SubscriptionManager
 
 MAX_ID_LENGTH = 1024
 
 _Response = jobservice_pb2.JobServiceResponse
-_CONNECTION_ERR = int(JobState.CONNECTION_ERR)
-_NOT_FOUND = int(JobState.JOB_ID_NOT_FOUND)
-_TERMINAL = frozenset(int(s) for s in JobState if s.is_terminal)
-_PLAIN = tuple(_Response(state=int(s)) for s in JobState)  # type: ignore[arg-type]
+_CONNECTION_ERR = int(WireState.CONNECTION_ERR)
+_NOT_FOUND = int(WireState.JOB_ID_NOT_FOUND)
+_TERMINAL = frozenset(int(s) for s in WireState if s.is_terminal)
+_PLAIN = tuple(_Response(state=int(s)) for s in WireState)  # type: ignore[arg-type]
 
 
 def invalid_field(queue: str, job_set_id: str, job_id: str) -> str | None:

@@ -1,7 +1,7 @@
 """Job states and the pure rules that turn Armada events into them.
 
 ``next_state`` is the whole event-to-state mapping; it does no I/O so that it
-can be tested with tables. The numbers of ``JobState`` are the wire numbers of
+can be tested with tables. The numbers of ``WireState`` are the wire numbers of
 ``jobservice.JobServiceResponse.State``.
 """
 
@@ -13,8 +13,12 @@ from typing import Any, NamedTuple
 from armada_client.armada import event_pb2
 
 
-class JobState(enum.IntEnum):
-    """A job's state as the job service reports it (``JobServiceResponse.State``)."""
+class WireState(enum.IntEnum):
+    """A job's state as the service keeps and sends it: the numbers of ``JobServiceResponse.State``.
+
+    The service's hot paths store and compare these small ints; the public,
+    string-valued twin for client code is ``armada_jobservice.JobState``.
+    """
 
     SUBMITTED = 0
     DUPLICATE_FOUND = 1
@@ -31,7 +35,7 @@ class JobState(enum.IntEnum):
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset({JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED})
+TERMINAL_STATES = frozenset({WireState.FAILED, WireState.SUCCEEDED, WireState.CANCELLED})
 
 
 class Transition(NamedTuple):
@@ -39,7 +43,7 @@ class Transition(NamedTuple):
 
     job_id: str
     #: None for an event that makes the job known without changing its state.
-    state: JobState | None
+    state: WireState | None
     error: str | None
 
 
@@ -47,12 +51,12 @@ class Transition(NamedTuple):
 # reprioritised, cancelling, utilisation, ingress info, preempting) leave the
 # state as it was, as the original service did; they still make the job known.
 _SIMPLE = {
-    "submitted": JobState.SUBMITTED,
-    "running": JobState.RUNNING,
-    "succeeded": JobState.SUCCEEDED,
+    "submitted": WireState.SUBMITTED,
+    "running": WireState.RUNNING,
+    "succeeded": WireState.SUCCEEDED,
     # The run was given back and the job waits in the queue again.
-    "lease_returned": JobState.SUBMITTED,
-    "lease_expired": JobState.SUBMITTED,
+    "lease_returned": WireState.SUBMITTED,
+    "lease_expired": WireState.SUBMITTED,
 }
 
 
@@ -111,17 +115,17 @@ def map_event(message: Any) -> Transition | None:
     if simple is not None:
         return Transition(job_id, simple, None)
     if kind == "failed":
-        return Transition(job_id, JobState.FAILED, failure_text(event))
+        return Transition(job_id, WireState.FAILED, failure_text(event))
     if kind == "cancelled":
-        return Transition(job_id, JobState.CANCELLED, cancellation_text(event))
+        return Transition(job_id, WireState.CANCELLED, cancellation_text(event))
     if kind == "preempted":
-        return Transition(job_id, JobState.FAILED, preemption_text(event))
+        return Transition(job_id, WireState.FAILED, preemption_text(event))
     return Transition(job_id, None, None)
 
 
 def next_state(
-    current: JobState | None, transition: Transition
-) -> tuple[JobState, str | None] | None:
+    current: WireState | None, transition: Transition
+) -> tuple[WireState, str | None] | None:
     """The state a job moves to, or None when the event leaves it as it was.
 
     A terminal state never moves back; an event about a job not seen before
@@ -130,7 +134,7 @@ def next_state(
     if current is not None and current.is_terminal:
         return None
     if transition.state is None:
-        return (JobState.SUBMITTED, None) if current is None else None
+        return (WireState.SUBMITTED, None) if current is None else None
     if current is transition.state and transition.error is None:
         return None
     return transition.state, transition.error

@@ -42,10 +42,27 @@ def rss_kib(pid: int) -> int:
 async def start_server() -> tuple[asyncio.subprocess.Process, str]:
     """Start the simulator process and return it with its address."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "armada_jobservice.cli", "armada-sim", "--port", "0",
-        "--queue", QUEUE, "--time-scale", "0", "--queue-seconds", "0",
-        "--pending-seconds", "0", "--run-seconds", "0", "--log-level", "WARNING",
-        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        sys.executable,
+        "-m",
+        "armada_jobservice.cli",
+        "armada-sim",
+        "--port",
+        "0",
+        "--queue",
+        QUEUE,
+        "--time-scale",
+        "0",
+        "--queue-seconds",
+        "0",
+        "--pending-seconds",
+        "0",
+        "--run-seconds",
+        "0",
+        "--log-level",
+        "WARNING",
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert proc.stdout is not None
     line = (await proc.stdout.readline()).decode()
     match = re.search(r"listening on (\S+);", line)
@@ -67,16 +84,20 @@ def item() -> submit_pb2.JobSubmitRequestItem:
     return submit_pb2.JobSubmitRequestItem(pod_spec=spec, priority=1)
 
 
-async def submit_all(stub: submit_pb2_grpc.SubmitStub, job_sets: list[str], jobs: int,
-                     concurrency: int = 64) -> None:
+async def submit_all(
+    stub: submit_pb2_grpc.SubmitStub, job_sets: list[str], jobs: int, concurrency: int = 64
+) -> None:
     """Submit ``jobs`` jobs to each job set, ``concurrency`` calls at a time."""
     gate = asyncio.Semaphore(concurrency)
     request_items = [item() for _ in range(jobs)]
 
     async def one(job_set: str) -> None:
         async with gate:
-            await stub.SubmitJobs(submit_pb2.JobSubmitRequest(
-                queue=QUEUE, job_set_id=job_set, job_request_items=request_items))
+            await stub.SubmitJobs(
+                submit_pb2.JobSubmitRequest(
+                    queue=QUEUE, job_set_id=job_set, job_request_items=request_items
+                )
+            )
 
     await asyncio.gather(*(one(js) for js in job_sets))
 
@@ -90,8 +111,9 @@ class Watcher:
         self.first = asyncio.Event()
 
 
-async def watch(stub: event_pb2_grpc.EventStub, job_set: str, watcher: Watcher,
-                stop: asyncio.Event) -> None:
+async def watch(
+    stub: event_pb2_grpc.EventStub, job_set: str, watcher: Watcher, stop: asyncio.Event
+) -> None:
     """Hold a watching stream on ``job_set`` until ``stop``."""
     call = stub.GetJobSetEvents(event_pb2.JobSetRequest(queue=QUEUE, id=job_set, watch=True))
     stopper = asyncio.ensure_future(stop.wait())
@@ -110,8 +132,10 @@ async def watch(stub: event_pb2_grpc.EventStub, job_set: str, watcher: Watcher,
 async def bench(args: argparse.Namespace) -> None:
     """Run the three measurements and print their figures."""
     proc, address = await start_server()
-    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(args.channels)]
+    channels = [
+        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(args.channels)
+    ]
     submit = submit_pb2_grpc.SubmitStub(channels[0])
     events = [event_pb2_grpc.EventStub(c) for c in channels]
     stop = asyncio.Event()
@@ -121,8 +145,10 @@ async def bench(args: argparse.Namespace) -> None:
         idle_sets = [f"idle-{i}" for i in range(args.streams)]
         t0 = time.perf_counter()
         await submit_all(submit, idle_sets, 1)
-        print(f"submitted 1 job to each of {args.streams} job sets in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(
+            f"submitted 1 job to each of {args.streams} job sets in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
         await asyncio.sleep(1)
         rss_before = rss_kib(proc.pid)
         client_before = rss_kib(os.getpid())
@@ -141,12 +167,18 @@ async def bench(args: argparse.Namespace) -> None:
         rss_after = rss_kib(proc.pid)
         client_after = rss_kib(os.getpid())
         got = sum(w.received for w in watchers)
-        print(f"opened {args.streams} watch streams in {opened_s:.1f} s "
-              f"(first events delivered: {got})")
-        print(f"server RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB: "
-              f"{(rss_after - rss_before) * 1024 / args.streams / 1024:.1f} KiB per open stream")
-        print(f"client RSS {client_before / 1024:.0f} -> {client_after / 1024:.0f} MiB: "
-              f"{(client_after - client_before) * 1024 / args.streams / 1024:.1f} KiB per stream")
+        print(
+            f"opened {args.streams} watch streams in {opened_s:.1f} s "
+            f"(first events delivered: {got})"
+        )
+        print(
+            f"server RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB: "
+            f"{(rss_after - rss_before) * 1024 / args.streams / 1024:.1f} KiB per open stream"
+        )
+        print(
+            f"client RSS {client_before / 1024:.0f} -> {client_after / 1024:.0f} MiB: "
+            f"{(client_after - client_before) * 1024 / args.streams / 1024:.1f} KiB per stream"
+        )
 
         # 2. Fan-out throughput with the idle streams still open.
         hot_sets = [f"hot-{i}" for i in range(args.fanout_sets)]
@@ -162,20 +194,26 @@ async def bench(args: argparse.Namespace) -> None:
         submitted_s = time.perf_counter() - t0
         deadline = time.perf_counter() + 120
         # Sampling a counter keeps the watchers' hot path free of notifications.
-        while (sum(w.received for w in hot) < expected * args.watchers  # noqa: ASYNC110
-               and time.perf_counter() < deadline):
+        while (  # noqa: ASYNC110
+            sum(w.received for w in hot) < expected * args.watchers
+            and time.perf_counter() < deadline
+        ):
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - t0
         delivered = sum(w.received for w in hot)
         server_cpu, client_cpu = cpu_s(proc.pid) - server_cpu0, time.process_time() - client_cpu0
-        print(f"CPU during fan-out: server {server_cpu:.1f} s "
-              f"({server_cpu * 1e6 / max(delivered, 1):.0f} us per delivery), "
-              f"client {client_cpu:.1f} s")
-        print(f"{expected} events ({args.fanout_sets} job sets x {args.jobs_per_set} jobs x 6) "
-              f"created in {submitted_s:.1f} s, {delivered} deliveries to "
-              f"{len(hot)} streams in {elapsed:.1f} s: "
-              f"{expected / submitted_s:,.0f} events/s created, "
-              f"{delivered / elapsed:,.0f} deliveries/s, with {args.streams} idle streams open")
+        print(
+            f"CPU during fan-out: server {server_cpu:.1f} s "
+            f"({server_cpu * 1e6 / max(delivered, 1):.0f} us per delivery), "
+            f"client {client_cpu:.1f} s"
+        )
+        print(
+            f"{expected} events ({args.fanout_sets} job sets x {args.jobs_per_set} jobs x 6) "
+            f"created in {submitted_s:.1f} s, {delivered} deliveries to "
+            f"{len(hot)} streams in {elapsed:.1f} s: "
+            f"{expected / submitted_s:,.0f} events/s created, "
+            f"{delivered / elapsed:,.0f} deliveries/s, with {args.streams} idle streams open"
+        )
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)

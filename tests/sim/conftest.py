@@ -39,27 +39,44 @@ def pod_spec() -> core_v1.PodSpec:
     return core_v1.PodSpec(containers=[core_v1.Container(name="main", image="busybox")])
 
 
-async def submit(client: ArmadaAsyncIOClient, job_set_id: str = "js",
-                 annotations: list[dict[str, str]] | None = None, queue: str = QUEUE,
-                 ) -> list[str]:
+async def submit(
+    client: ArmadaAsyncIOClient,
+    job_set_id: str = "js",
+    annotations: list[dict[str, str]] | None = None,
+    queue: str = QUEUE,
+) -> list[str]:
     """Submit one job per annotation dict (one plain job by default) and return the ids."""
-    items = [client.create_job_request_item(pod_spec=pod_spec(), annotations=a)
-             for a in (annotations or [{}])]
+    items = [
+        client.create_job_request_item(pod_spec=pod_spec(), annotations=a)
+        for a in (annotations or [{}])
+    ]
     response = await client.submit_jobs(queue, job_set_id, items)
     return [item.job_id for item in response.job_response_items]
 
 
-async def read_events(channel: grpc.aio.Channel, job_set_id: str = "js", *, queue: str = QUEUE,
-                      from_message_id: str = "", watch: bool = False,
-                      error_if_missing: bool = False, limit: int | None = None,
-                      ) -> list[tuple[str, str]]:
+async def read_events(
+    channel: grpc.aio.Channel,
+    job_set_id: str = "js",
+    *,
+    queue: str = QUEUE,
+    from_message_id: str = "",
+    watch: bool = False,
+    error_if_missing: bool = False,
+    limit: int | None = None,
+) -> list[tuple[str, str]]:
     """Read a GetJobSetEvents stream into (message id, event kind) pairs."""
     from armada_client.armada import event_pb2, event_pb2_grpc
 
     stub = event_pb2_grpc.EventStub(channel)
-    call = stub.GetJobSetEvents(event_pb2.JobSetRequest(
-        id=job_set_id, queue=queue, from_message_id=from_message_id, watch=watch,
-        errorIfMissing=error_if_missing))
+    call = stub.GetJobSetEvents(
+        event_pb2.JobSetRequest(
+            id=job_set_id,
+            queue=queue,
+            from_message_id=from_message_id,
+            watch=watch,
+            errorIfMissing=error_if_missing,
+        )
+    )
     out: list[tuple[str, str]] = []
     async for message in call:
         out.append((message.id, message.message.WhichOneof("events") or ""))

@@ -14,8 +14,9 @@ async def test_the_demo_tracks_every_job_to_a_terminal_state() -> None:
     """A small demo ends with every job terminal, one cancelled and one preempted, exit 0."""
     out = io.StringIO()
     console = Console(file=out, width=200, force_terminal=False)
-    options = DemoOptions(jobs=6, job_sets=2, time_scale=0.05, poll_interval_s=0.05,
-                          timeout_s=100, live=False)
+    options = DemoOptions(
+        jobs=6, job_sets=2, time_scale=0.05, poll_interval_s=0.05, timeout_s=100, live=False
+    )
     assert await run_demo(options, console) == 0
     text = out.getvalue()
     assert "Summary: 6 jobs terminal" in text

@@ -29,8 +29,12 @@ HAPPY = ["submitted", "queued", "leased", "pending", "running"]
     ],
 )
 async def test_each_outcome_has_armadas_event_sequence(
-        sim: ArmadaSimulator, client: ArmadaAsyncIOClient, channel: grpc.aio.Channel,
-        annotations: dict[str, str], tail: list[str]) -> None:
+    sim: ArmadaSimulator,
+    client: ArmadaAsyncIOClient,
+    channel: grpc.aio.Channel,
+    annotations: dict[str, str],
+    tail: list[str],
+) -> None:
     """A job goes submitted, queued, leased, pending, running, then its outcome's events."""
     [job_id] = await submit(client, annotations=[annotations])
     await sim.wait_for_terminal([job_id])
@@ -38,11 +42,20 @@ async def test_each_outcome_has_armadas_event_sequence(
 
 
 async def test_a_failure_carries_reason_exit_code_and_cause(
-        sim: ArmadaSimulator, client: ArmadaAsyncIOClient) -> None:
+    sim: ArmadaSimulator, client: ArmadaAsyncIOClient
+) -> None:
     """The failed event has the scripted reason, the exit code per container and the cause."""
-    [job_id] = await submit(client, annotations=[{
-        "armada-sim/outcome": "failed", "armada-sim/failure-reason": "OOMKilled",
-        "armada-sim/exit-code": "137", "armada-sim/failure-cause": "OOM"}])
+    [job_id] = await submit(
+        client,
+        annotations=[
+            {
+                "armada-sim/outcome": "failed",
+                "armada-sim/failure-reason": "OOMKilled",
+                "armada-sim/exit-code": "137",
+                "armada-sim/failure-cause": "OOM",
+            }
+        ],
+    )
     await sim.wait_for_terminal([job_id])
     failed = sim.events(QUEUE, "js")[-1].message.failed
     assert failed.reason == "OOMKilled"
@@ -51,18 +64,28 @@ async def test_a_failure_carries_reason_exit_code_and_cause(
     assert failed.container_statuses[0].exitCode == 137
 
 
-async def test_lease_returned_detour(sim: ArmadaSimulator, client: ArmadaAsyncIOClient,
-                                     channel: grpc.aio.Channel) -> None:
+async def test_lease_returned_detour(
+    sim: ArmadaSimulator, client: ArmadaAsyncIOClient, channel: grpc.aio.Channel
+) -> None:
     """A returned lease sends the job back to the queue, then it runs normally."""
     [job_id] = await submit(client, annotations=[{"armada-sim/lease-returns": "1"}])
     await sim.wait_for_terminal([job_id])
     assert [k for _, k in await read_events(channel)] == [
-        "submitted", "queued", "leased", "lease_returned", "queued", "leased", "pending",
-        "running", "succeeded"]
+        "submitted",
+        "queued",
+        "leased",
+        "lease_returned",
+        "queued",
+        "leased",
+        "pending",
+        "running",
+        "succeeded",
+    ]
 
 
-async def test_submitted_event_carries_the_job(sim: ArmadaSimulator,
-                                               client: ArmadaAsyncIOClient) -> None:
+async def test_submitted_event_carries_the_job(
+    sim: ArmadaSimulator, client: ArmadaAsyncIOClient
+) -> None:
     """The submitted event holds the api.Job with its annotations and pod spec."""
     [job_id] = await submit(client, annotations=[{"team": "x"}])
     submitted = sim.events(QUEUE, "js")[0].message.submitted
@@ -71,8 +94,9 @@ async def test_submitted_event_carries_the_job(sim: ArmadaSimulator,
     assert submitted.job.pod_spec.containers[0].name == "main"
 
 
-async def test_resume_after_a_message_id(sim: ArmadaSimulator, client: ArmadaAsyncIOClient,
-                                         channel: grpc.aio.Channel) -> None:
+async def test_resume_after_a_message_id(
+    sim: ArmadaSimulator, client: ArmadaAsyncIOClient, channel: grpc.aio.Channel
+) -> None:
     """from_message_id resumes right after that id, and the request records it."""
     [job_id] = await submit(client)
     await sim.wait_for_terminal([job_id])
@@ -83,8 +107,9 @@ async def test_resume_after_a_message_id(sim: ArmadaSimulator, client: ArmadaAsy
     assert await read_events(channel, from_message_id=everything[-1][0]) == []
 
 
-async def test_ids_increase_as_strings(sim: ArmadaSimulator, client: ArmadaAsyncIOClient,
-                                       channel: grpc.aio.Channel) -> None:
+async def test_ids_increase_as_strings(
+    sim: ArmadaSimulator, client: ArmadaAsyncIOClient, channel: grpc.aio.Channel
+) -> None:
     """Message ids of a job set are strictly increasing when compared as strings."""
     await submit(client, annotations=[{}] * 5)
     await sim.wait_for(lambda: len(sim.events(QUEUE, "js")) >= 30)
@@ -114,8 +139,9 @@ async def test_an_unknown_queue_is_not_found(channel: grpc.aio.Channel) -> None:
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_watch_delivers_events_published_later(sim: ArmadaSimulator,
-                                                     channel: grpc.aio.Channel) -> None:
+async def test_watch_delivers_events_published_later(
+    sim: ArmadaSimulator, channel: grpc.aio.Channel
+) -> None:
     """A watching stream stays open and receives events appended after it caught up."""
     sim.emit(QUEUE, "w", "job-1", "submitted")
     reader = asyncio.create_task(read_events(channel, "w", watch=True, limit=3))
@@ -127,15 +153,17 @@ async def test_watch_delivers_events_published_later(sim: ArmadaSimulator,
 
 
 async def test_without_watch_the_stream_ends_after_the_stored_events(
-        sim: ArmadaSimulator, channel: grpc.aio.Channel) -> None:
+    sim: ArmadaSimulator, channel: grpc.aio.Channel
+) -> None:
     """A non-watching stream returns what was stored when it arrived, then ends."""
     sim.drive(QUEUE, "s", "job-1", ["submitted", "queued"])
     assert len(await read_events(channel, "s")) == 2
     assert sim.stream_requests[-1].watch is False
 
 
-async def test_publish_any_message_and_drive_a_script(sim: ArmadaSimulator,
-                                                      channel: grpc.aio.Channel) -> None:
+async def test_publish_any_message_and_drive_a_script(
+    sim: ArmadaSimulator, channel: grpc.aio.Channel
+) -> None:
     """publish appends a ready EventMessage; drive scripts a job; both update the job's state."""
     ids = sim.drive(QUEUE, "p", "job-9", ["submitted", "queued", "running"])
     message = build_event("failed", QUEUE, "p", "job-9", reason="scripted")
@@ -146,7 +174,8 @@ async def test_publish_any_message_and_drive_a_script(sim: ArmadaSimulator,
 
 
 async def test_a_published_terminal_event_stops_the_simulated_lifecycle(
-        sim: ArmadaSimulator, client: ArmadaAsyncIOClient) -> None:
+    sim: ArmadaSimulator, client: ArmadaAsyncIOClient
+) -> None:
     """Publishing succeeded for a held job ends it; releasing it afterwards does nothing."""
     [job_id] = await submit(client, annotations=[{"armada-sim/hold-at": "queued"}])
     sim.emit(QUEUE, "js", job_id, "succeeded")

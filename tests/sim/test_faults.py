@@ -14,8 +14,9 @@ from .conftest import QUEUE, read_events, submit
 
 
 def _script(sim: ArmadaSimulator, job_set_id: str = "f", count: int = 5) -> list[str]:
-    return sim.drive(QUEUE, job_set_id, "job-1",
-                     ["submitted", "queued", "leased", "pending", "running"][:count])
+    return sim.drive(
+        QUEUE, job_set_id, "job-1", ["submitted", "queued", "leased", "pending", "running"][:count]
+    )
 
 
 async def _error(awaitable) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
@@ -33,7 +34,8 @@ async def test_end_streams_after_n_events(sim: ArmadaSimulator, channel: grpc.ai
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL])
 async def test_break_streams_after_n_events_then_resume(
-        sim: ArmadaSimulator, channel: grpc.aio.Channel, code: grpc.StatusCode) -> None:
+    sim: ArmadaSimulator, channel: grpc.aio.Channel, code: grpc.StatusCode
+) -> None:
     """A stream fails with the chosen code after N events; a resumed stream carries on."""
     ids = _script(sim)
     sim.faults.break_streams_after(3, code, times=1)
@@ -50,13 +52,15 @@ async def _collect(channel: grpc.aio.Channel, into: list[tuple[str, str]]) -> No
     from armada_client.armada import event_pb2, event_pb2_grpc
 
     call = event_pb2_grpc.EventStub(channel).GetJobSetEvents(
-        event_pb2.JobSetRequest(id="f", queue=QUEUE, watch=True))
+        event_pb2.JobSetRequest(id="f", queue=QUEUE, watch=True)
+    )
     async for message in call:
         into.append((message.id, message.message.WhichOneof("events") or ""))
 
 
 async def test_a_rule_with_times_affects_only_that_many_streams(
-        sim: ArmadaSimulator, channel: grpc.aio.Channel) -> None:
+    sim: ArmadaSimulator, channel: grpc.aio.Channel
+) -> None:
     """``times=1`` ends the first stream early and leaves the second alone."""
     _script(sim)
     sim.faults.end_streams_after(1, times=1)
@@ -73,8 +77,9 @@ async def test_a_rule_scoped_to_a_job_set(sim: ArmadaSimulator, channel: grpc.ai
     assert len(await read_events(channel, "g")) == 5
 
 
-async def test_deny_queue(sim: ArmadaSimulator, client: ArmadaAsyncIOClient,
-                          channel: grpc.aio.Channel) -> None:
+async def test_deny_queue(
+    sim: ArmadaSimulator, client: ArmadaAsyncIOClient, channel: grpc.aio.Channel
+) -> None:
     """A denied queue gets PERMISSION_DENIED on streams and submissions until allowed again."""
     _script(sim)
     sim.faults.deny_queue(QUEUE)
@@ -84,8 +89,9 @@ async def test_deny_queue(sim: ArmadaSimulator, client: ArmadaAsyncIOClient,
     assert len(await read_events(channel, "f")) == 5
 
 
-async def test_unavailable_for_a_while(sim: ArmadaSimulator, client: ArmadaAsyncIOClient,
-                                       channel: grpc.aio.Channel) -> None:
+async def test_unavailable_for_a_while(
+    sim: ArmadaSimulator, client: ArmadaAsyncIOClient, channel: grpc.aio.Channel
+) -> None:
     """During an outage every rpc is UNAVAILABLE; after it, calls succeed again."""
     _script(sim)
     sim.faults.unavailable_for(3600)
@@ -96,8 +102,9 @@ async def test_unavailable_for_a_while(sim: ArmadaSimulator, client: ArmadaAsync
     assert (await client.submit_health()).status == 1
 
 
-async def test_an_outage_breaks_open_streams(sim: ArmadaSimulator,
-                                             channel: grpc.aio.Channel) -> None:
+async def test_an_outage_breaks_open_streams(
+    sim: ArmadaSimulator, channel: grpc.aio.Channel
+) -> None:
     """Open watch streams fail with UNAVAILABLE when an outage starts."""
     _script(sim)
     reader = asyncio.create_task(read_events(channel, "f", watch=True))
@@ -116,12 +123,15 @@ async def test_break_streams_now(sim: ArmadaSimulator, channel: grpc.aio.Channel
     await sim.wait_for(lambda: sim.open_streams == 3)
     assert sim.break_streams(grpc.StatusCode.INTERNAL) == 3
     results = await asyncio.gather(*readers, return_exceptions=True)
-    assert all(isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.INTERNAL
-               for r in results)
+    assert all(
+        isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.INTERNAL
+        for r in results
+    )
 
 
-async def test_slow_streams_still_deliver_everything(sim: ArmadaSimulator,
-                                                     channel: grpc.aio.Channel) -> None:
+async def test_slow_streams_still_deliver_everything(
+    sim: ArmadaSimulator, channel: grpc.aio.Channel
+) -> None:
     """A stream delay slows delivery without dropping or reordering events."""
     ids = _script(sim)
     sim.faults.slow_streams(0.01)

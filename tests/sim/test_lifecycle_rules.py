@@ -32,8 +32,9 @@ def _plan(annotations: dict[str, str], mix: Mix | None = None, seed: int = 1):  
         ({"armada-sim/hold-at": "running"}, "hold_at", JobState.RUNNING),
     ],
 )
-def test_annotations_set_the_plan(annotations: dict[str, str], field: str,
-                                  expected: object) -> None:
+def test_annotations_set_the_plan(
+    annotations: dict[str, str], field: str, expected: object
+) -> None:
     """Each documented annotation sets its part of the plan."""
     assert getattr(_plan(annotations), field) == expected
 
@@ -90,8 +91,12 @@ def test_annotations_do_not_shift_the_mix_of_later_jobs() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"fail_ratio": 1.5}, {"fail_ratio": 0.6, "cancel_ratio": 0.6}, {"run_s": (2.0, 1.0)},
-     {"queue_s": (-1.0, 1.0)}],
+    [
+        {"fail_ratio": 1.5},
+        {"fail_ratio": 0.6, "cancel_ratio": 0.6},
+        {"run_s": (2.0, 1.0)},
+        {"queue_s": (-1.0, 1.0)},
+    ],
 )
 def test_impossible_mixes_are_rejected(kwargs: dict[str, object]) -> None:
     """Ratios outside [0, 1], outcome ratios above 1 and inverted ranges are errors."""

@@ -39,11 +39,33 @@ async def test_a_taken_port_is_an_error() -> None:
 
 def test_flags_build_the_simulator() -> None:
     """Queue, mix and fault flags reach the simulator they build."""
-    args = build_parser().parse_args([
-        "armada-sim", "--port", "0", "--queue", "a", "--queue", "b", "--seed", "3",
-        "--fail-ratio", "0.5", "--run-seconds", "1:4", "--time-scale", "0.1",
-        "--break-streams-after", "7", "--break-code", "internal", "--deny-queue", "b",
-        "--stream-delay", "0.5"])
+    args = build_parser().parse_args(
+        [
+            "armada-sim",
+            "--port",
+            "0",
+            "--queue",
+            "a",
+            "--queue",
+            "b",
+            "--seed",
+            "3",
+            "--fail-ratio",
+            "0.5",
+            "--run-seconds",
+            "1:4",
+            "--time-scale",
+            "0.1",
+            "--break-streams-after",
+            "7",
+            "--break-code",
+            "internal",
+            "--deny-queue",
+            "b",
+            "--stream-delay",
+            "0.5",
+        ]
+    )
     sim = build(args)
     assert sim.queues == ["a", "b"]
     assert sim.engine.mix.fail_ratio == 0.5
@@ -58,9 +80,18 @@ def test_flags_build_the_simulator() -> None:
 async def test_the_armada_sim_command_serves_until_sigterm() -> None:
     """``armada-jobservice armada-sim --port 0`` serves the API and exits 0 on SIGTERM."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "armada_jobservice.cli", "armada-sim", "--port", "0",
-        "--queue", "demo", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        sys.executable,
+        "-m",
+        "armada_jobservice.cli",
+        "armada-sim",
+        "--port",
+        "0",
+        "--queue",
+        "demo",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()

@@ -19,7 +19,7 @@ from armada_client.armada import event_pb2, event_pb2_grpc
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.bench.procs import Child
-from armada_jobservice.states import JobState, map_event, next_state
+from armada_jobservice.states import WireState, map_event, next_state
 
 _Response = jobservice_pb2.JobServiceResponse
 
@@ -72,7 +72,7 @@ class WriteThroughServicer(jobservice_pb2_grpc.JobServiceServicer):
             self._streams[key] = asyncio.get_running_loop().create_task(self._follow(key))
         row = self._db.execute(_SELECT, (*key, request.job_id)).fetchone()
         if row is None:
-            return _Response(state=int(JobState.JOB_ID_NOT_FOUND))  # type: ignore[arg-type]
+            return _Response(state=int(WireState.JOB_ID_NOT_FOUND))  # type: ignore[arg-type]
         return _Response(state=row[0], error=row[1] or "")
 
     async def _follow(self, key: tuple[str, str]) -> None:
@@ -83,7 +83,7 @@ class WriteThroughServicer(jobservice_pb2_grpc.JobServiceServicer):
             if transition is None:
                 continue
             row = self._db.execute(_SELECT, (queue, job_set_id, transition.job_id)).fetchone()
-            current = None if row is None else JobState(row[0])
+            current = None if row is None else WireState(row[0])
             change = next_state(current, transition)
             if change is not None:
                 self._db.execute(

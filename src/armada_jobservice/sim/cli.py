@@ -45,39 +45,84 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "the mix flags decide the rest. See docs/simulator.md."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on "
-                        "(default: %(default)s)")
-    parser.add_argument("--port", type=int, default=50051, help="port (default: %(default)s; "
-                        "0 picks one)")
-    parser.add_argument("--queue", action="append", default=[], metavar="NAME",
-                        help="create this queue at start (repeatable)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=50051, help="port (default: %(default)s; 0 picks one)"
+    )
+    parser.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="create this queue at start (repeatable)",
+    )
     mix = parser.add_argument_group("job mix (what annotations leave open)")
     mix.add_argument("--seed", type=int, default=None, help="seed of the random mix")
-    mix.add_argument("--time-scale", type=float, default=1.0, metavar="FACTOR",
-                     help="real seconds per simulated second (0.1 runs 10x faster; "
-                          "default: %(default)s)")
+    mix.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="real seconds per simulated second (0.1 runs 10x faster; default: %(default)s)",
+    )
     mix.add_argument("--fail-ratio", type=float, default=0.0, metavar="P")
     mix.add_argument("--cancel-ratio", type=float, default=0.0, metavar="P")
     mix.add_argument("--preempt-ratio", type=float, default=0.0, metavar="P")
     mix.add_argument("--lease-return-ratio", type=float, default=0.0, metavar="P")
     defaults = Mix()
-    for name, value in (("queue", defaults.queue_s), ("pending", defaults.pending_s),
-                        ("run", defaults.run_s)):
-        mix.add_argument(f"--{name}-seconds", type=_range, default=value, metavar="LOW:HIGH",
-                         help=f"simulated seconds (default: {value[0]}:{value[1]})")
+    for name, value in (
+        ("queue", defaults.queue_s),
+        ("pending", defaults.pending_s),
+        ("run", defaults.run_s),
+    ):
+        mix.add_argument(
+            f"--{name}-seconds",
+            type=_range,
+            default=value,
+            metavar="LOW:HIGH",
+            help=f"simulated seconds (default: {value[0]}:{value[1]})",
+        )
     faults = parser.add_argument_group("fault injection")
-    faults.add_argument("--end-streams-after", type=int, metavar="N",
-                        help="end every event stream cleanly after N events")
-    faults.add_argument("--break-streams-after", type=int, metavar="N",
-                        help="fail every event stream after N events")
-    faults.add_argument("--break-code", choices=sorted(_BREAK_CODES), default="unavailable",
-                        help="status of --break-streams-after (default: %(default)s)")
-    faults.add_argument("--deny-queue", action="append", default=[], metavar="NAME",
-                        help="answer PERMISSION_DENIED for this queue (repeatable)")
-    faults.add_argument("--unavailable-for", type=float, metavar="SECONDS",
-                        help="answer UNAVAILABLE for the first SECONDS after start")
-    faults.add_argument("--stream-delay", type=float, default=0.0, metavar="SECONDS",
-                        help="delay each streamed event by SECONDS")
+    faults.add_argument(
+        "--end-streams-after",
+        type=int,
+        metavar="N",
+        help="end every event stream cleanly after N events",
+    )
+    faults.add_argument(
+        "--break-streams-after",
+        type=int,
+        metavar="N",
+        help="fail every event stream after N events",
+    )
+    faults.add_argument(
+        "--break-code",
+        choices=sorted(_BREAK_CODES),
+        default="unavailable",
+        help="status of --break-streams-after (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--deny-queue",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="answer PERMISSION_DENIED for this queue (repeatable)",
+    )
+    faults.add_argument(
+        "--unavailable-for",
+        type=float,
+        metavar="SECONDS",
+        help="answer UNAVAILABLE for the first SECONDS after start",
+    )
+    faults.add_argument(
+        "--stream-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay each streamed event by SECONDS",
+    )
     parser.add_argument("--log-level", default="INFO", help="(default: %(default)s)")
     parser.set_defaults(handler=run)
 
@@ -85,9 +130,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def build(args: argparse.Namespace) -> ArmadaSimulator:
     """Build (not start) the simulator the parsed flags describe."""
     mix = Mix(
-        fail_ratio=args.fail_ratio, cancel_ratio=args.cancel_ratio,
-        preempt_ratio=args.preempt_ratio, lease_return_ratio=args.lease_return_ratio,
-        queue_s=args.queue_seconds, pending_s=args.pending_seconds, run_s=args.run_seconds,
+        fail_ratio=args.fail_ratio,
+        cancel_ratio=args.cancel_ratio,
+        preempt_ratio=args.preempt_ratio,
+        lease_return_ratio=args.lease_return_ratio,
+        queue_s=args.queue_seconds,
+        pending_s=args.pending_seconds,
+        run_s=args.run_seconds,
     )
     faults = Faults()
     if args.end_streams_after is not None:
@@ -97,8 +146,15 @@ def build(args: argparse.Namespace) -> ArmadaSimulator:
     for queue in args.deny_queue:
         faults.deny_queue(queue)
     faults.slow_streams(args.stream_delay)
-    return ArmadaSimulator(args.host, args.port, queues=args.queue, mix=mix, seed=args.seed,
-                           time_scale=args.time_scale, faults=faults)
+    return ArmadaSimulator(
+        args.host,
+        args.port,
+        queues=args.queue,
+        mix=mix,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        faults=faults,
+    )
 
 
 async def serve(sim: ArmadaSimulator, unavailable_for_s: float | None) -> None:
@@ -126,8 +182,11 @@ def _runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``armada-sim``: build, serve, and map errors to exit codes."""
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         sim = build(args)
     except ValueError as exc:

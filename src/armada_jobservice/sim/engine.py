@@ -62,8 +62,14 @@ class Job:
 class Engine:
     """Queues, jobs and their lifecycle, on top of an event store and a scheduler."""
 
-    def __init__(self, store: EventStore, scheduler: Scheduler, mix: Mix, seed: int | None,
-                 requestor: str = "anonymous") -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        scheduler: Scheduler,
+        mix: Mix,
+        seed: int | None,
+        requestor: str = "anonymous",
+    ) -> None:
         """Create an engine; ``seed`` makes the mix (not the job ids' time part) repeatable."""
         self.store = store
         self.scheduler = scheduler
@@ -126,16 +132,19 @@ class Engine:
             # A scripted job appears in the query API like a simulated one,
             # but nothing drives it: the script does.
             inner = message.submitted
-            self.jobs[inner.job_id] = Job(inner.job_id, queue, job_set_id, JobPlan(),
-                                          state=JobState.SUBMITTED, hold_done=True)
+            self.jobs[inner.job_id] = Job(
+                inner.job_id, queue, job_set_id, JobPlan(), state=JobState.SUBMITTED, hold_done=True
+            )
         self.notify()
         return message_id
 
     def emit(self, job: Job, kind: str, /, **fields: Any) -> str:
         """Publish a ``kind`` event for ``job`` with the given member fields."""
-        return self.publish(job.queue, job.job_set_id,
-                            events.build_event(kind, job.queue, job.job_set_id, job.job_id,
-                                               **fields))
+        return self.publish(
+            job.queue,
+            job.job_set_id,
+            events.build_event(kind, job.queue, job.job_set_id, job.job_id, **fields),
+        )
 
     # -- submission and lifecycle ---------------------------------------------
 
@@ -143,17 +152,34 @@ class Engine:
         """Decide a plan for a job with these annotations (may raise ``PlanError``)."""
         return plan_job(annotations, self.mix, self.rng)
 
-    def submit(self, queue: str, job_set_id: str, plan: JobPlan,
-               item: submit_pb2.JobSubmitRequestItem | None = None, owner: str = "") -> Job:
+    def submit(
+        self,
+        queue: str,
+        job_set_id: str,
+        plan: JobPlan,
+        item: submit_pb2.JobSubmitRequestItem | None = None,
+        owner: str = "",
+    ) -> Job:
         """Create a job that follows ``plan``; emits submitted and queued now."""
         job_id = new_job_id(self._id_rng)
         annotations = dict(item.annotations) if item is not None else {}
-        job = Job(job_id, queue, job_set_id, plan, lease_returns_left=plan.lease_returns,
-                  annotations=annotations)
+        job = Job(
+            job_id,
+            queue,
+            job_set_id,
+            plan,
+            lease_returns_left=plan.lease_returns,
+            annotations=annotations,
+        )
         self.jobs[job_id] = job
         created = events.now_timestamp()
-        api_job = submit_pb2.Job(id=job_id, job_set_id=job_set_id, queue=queue,
-                                 owner=owner or self.requestor, created=created)
+        api_job = submit_pb2.Job(
+            id=job_id,
+            job_set_id=job_set_id,
+            queue=queue,
+            owner=owner or self.requestor,
+            created=created,
+        )
         if item is not None:
             api_job.client_id = item.client_id
             api_job.namespace = item.namespace or events.NAMESPACE
@@ -179,8 +205,9 @@ class Engine:
 
         self.scheduler.call_later(delay_s, run)
 
-    def _enter(self, job: Job, kind: str, fields: dict[str, Any], then: Step,
-               delay_s: float) -> None:
+    def _enter(
+        self, job: Job, kind: str, fields: dict[str, Any], then: Step, delay_s: float
+    ) -> None:
         self.emit(job, kind, **fields)
         if job.plan.hold_at is not None and not job.hold_done and job.state == job.plan.hold_at:
             job.held = (then, delay_s)
@@ -201,14 +228,24 @@ class Engine:
     def _lease(self, job: Job) -> None:
         job.attempt += 1
         nxt = self._return_lease if job.lease_returns_left > 0 else self._pending
-        self._enter(job, "leased", events.run_fields("leased", job.job_id, job.attempt),
-                    nxt, job.plan.pending_s / 2)
+        self._enter(
+            job,
+            "leased",
+            events.run_fields("leased", job.job_id, job.attempt),
+            nxt,
+            job.plan.pending_s / 2,
+        )
 
     def _return_lease(self, job: Job) -> None:
         job.lease_returns_left -= 1
-        self.emit(job, "lease_returned", cluster_id=events.CLUSTER_ID,
-                  reason="pod could not be scheduled on the leased node", run_attempted=False,
-                  kubernetes_id=f"armada-{job.job_id}-{job.attempt}")
+        self.emit(
+            job,
+            "lease_returned",
+            cluster_id=events.CLUSTER_ID,
+            reason="pod could not be scheduled on the leased node",
+            run_attempted=False,
+            kubernetes_id=f"armada-{job.job_id}-{job.attempt}",
+        )
         self._schedule(job, 0.0, self._requeue)
 
     def _requeue(self, job: Job) -> None:
@@ -216,12 +253,22 @@ class Engine:
         self._schedule(job, job.plan.queue_s, self._lease)
 
     def _pending(self, job: Job) -> None:
-        self._enter(job, "pending", events.run_fields("pending", job.job_id, job.attempt),
-                    self._running, job.plan.pending_s / 2)
+        self._enter(
+            job,
+            "pending",
+            events.run_fields("pending", job.job_id, job.attempt),
+            self._running,
+            job.plan.pending_s / 2,
+        )
 
     def _running(self, job: Job) -> None:
-        self._enter(job, "running", events.run_fields("running", job.job_id, job.attempt),
-                    self._finish, job.plan.run_s)
+        self._enter(
+            job,
+            "running",
+            events.run_fields("running", job.job_id, job.attempt),
+            self._finish,
+            job.plan.run_s,
+        )
 
     def _finish(self, job: Job) -> None:
         plan = job.plan
@@ -232,8 +279,7 @@ class Engine:
             fields["pod_name"] = f"armada-{job.job_id}-{job.attempt}"
             self.emit(job, "failed", **fields)
         elif plan.outcome is Outcome.PREEMPTED:
-            self.emit(job, "preempted", cluster_id=events.CLUSTER_ID,
-                      reason=plan.preemption_reason)
+            self.emit(job, "preempted", cluster_id=events.CLUSTER_ID, reason=plan.preemption_reason)
         else:
             self.cancel(job.job_id, requestor="armada-sim", reason=plan.cancel_reason)
 
@@ -260,8 +306,14 @@ class Engine:
         """Return the jobs of one job set, in submission order."""
         return [j for j in self.jobs.values() if j.queue == queue and j.job_set_id == job_set_id]
 
-    def cancel_job_set(self, queue: str, job_set_id: str, states: Iterable[JobState] = (),
-                       requestor: str | None = None, reason: str = "") -> list[str]:
+    def cancel_job_set(
+        self,
+        queue: str,
+        job_set_id: str,
+        states: Iterable[JobState] = (),
+        requestor: str | None = None,
+        reason: str = "",
+    ) -> list[str]:
         """Cancel the job set's live jobs (only those in ``states`` if given)."""
         wanted = set(states)
         cancelled = []
@@ -281,6 +333,11 @@ class Engine:
         job.generation += 1
         job.held = None
         self.emit(job, "preempting", requestor=who, reason=reason)
-        self.emit(job, "preempted", cluster_id=events.CLUSTER_ID, requestor=who,
-                  reason=reason or "preempted on request")
+        self.emit(
+            job,
+            "preempted",
+            cluster_id=events.CLUSTER_ID,
+            requestor=who,
+            reason=reason or "preempted on request",
+        )
         return True

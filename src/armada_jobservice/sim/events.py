@@ -41,8 +41,13 @@ def now_timestamp() -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def build_event(kind: str, queue: str, job_set_id: str, job_id: str, **fields: Any,
-                ) -> event_pb2.EventMessage:
+def build_event(
+    kind: str,
+    queue: str,
+    job_set_id: str,
+    job_id: str,
+    **fields: Any,
+) -> event_pb2.EventMessage:
     """Return an ``EventMessage`` whose ``kind`` member is set for the given job.
 
     ``created`` defaults to now; other keyword arguments are passed to the
@@ -63,8 +68,11 @@ def failure_fields(reason: str, exit_code: int, cause: str = "Error") -> dict[st
         "exit_codes": {CONTAINER: exit_code},
         "container_statuses": [
             event_pb2.ContainerStatus(
-                name=CONTAINER, exitCode=exit_code, message=reason,
-                reason=reason.split(":", 1)[0], cause=cause_enum,
+                name=CONTAINER,
+                exitCode=exit_code,
+                message=reason,
+                reason=reason.split(":", 1)[0],
+                cause=cause_enum,
             )
         ],
         "cause": cause_enum,
@@ -81,14 +89,31 @@ def run_fields(kind: str, job_id: str, attempt: int) -> dict[str, Any]:
     if kind == "leased":
         return {"cluster_id": CLUSTER_ID, "pool": POOL}
     if kind == "pending":
-        return {"cluster_id": CLUSTER_ID, "kubernetes_id": pod, "pod_name": pod,
-                "pod_namespace": NAMESPACE, "pool": POOL, "pod_number": 0}
+        return {
+            "cluster_id": CLUSTER_ID,
+            "kubernetes_id": pod,
+            "pod_name": pod,
+            "pod_namespace": NAMESPACE,
+            "pool": POOL,
+            "pod_number": 0,
+        }
     if kind == "running":
-        return {"cluster_id": CLUSTER_ID, "kubernetes_id": pod, "pod_name": pod,
-                "pod_namespace": NAMESPACE, "pool": POOL, "node_name": node}
+        return {
+            "cluster_id": CLUSTER_ID,
+            "kubernetes_id": pod,
+            "pod_name": pod,
+            "pod_namespace": NAMESPACE,
+            "pool": POOL,
+            "node_name": node,
+        }
     if kind == "succeeded":
-        return {"cluster_id": CLUSTER_ID, "kubernetes_id": pod, "pod_name": pod,
-                "pod_namespace": NAMESPACE, "node_name": node}
+        return {
+            "cluster_id": CLUSTER_ID,
+            "kubernetes_id": pod,
+            "pod_name": pod,
+            "pod_namespace": NAMESPACE,
+            "node_name": node,
+        }
     return {}
 
 

@@ -64,14 +64,26 @@ class Faults:
         """Call ``hook`` when an outage starts (the simulator breaks open streams)."""
         self._on_outage = hook
 
-    def end_streams_after(self, events: int, *, times: int | None = None,
-                          queue: str | None = None, job_set_id: str | None = None) -> StreamRule:
+    def end_streams_after(
+        self,
+        events: int,
+        *,
+        times: int | None = None,
+        queue: str | None = None,
+        job_set_id: str | None = None,
+    ) -> StreamRule:
         """End new streams cleanly after ``events`` events; return the rule."""
         return self._add(StreamRule(events, None, times, queue, job_set_id))
 
-    def break_streams_after(self, events: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
-                            *, times: int | None = None, queue: str | None = None,
-                            job_set_id: str | None = None) -> StreamRule:
+    def break_streams_after(
+        self,
+        events: int,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        *,
+        times: int | None = None,
+        queue: str | None = None,
+        job_set_id: str | None = None,
+    ) -> StreamRule:
         """Fail new streams with ``code`` after ``events`` events; return the rule."""
         return self._add(StreamRule(events, code, times, queue, job_set_id))
 

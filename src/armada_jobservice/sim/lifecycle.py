@@ -90,9 +90,7 @@ class JobState(enum.StrEnum):
         return _TO_API[self]
 
 
-_TERMINAL = frozenset(
-    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED}
-)
+_TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED})
 _TO_API = {
     JobState.SUBMITTED: submit_pb2.SUBMITTED,
     JobState.QUEUED: submit_pb2.QUEUED,
@@ -209,8 +207,9 @@ class JobPlan:
     hold_at: JobState | None = field(default=None)
 
 
-def _seconds(annotations: Mapping[str, str], key: str, low_high: tuple[float, float],
-             rng: random.Random) -> float:
+def _seconds(
+    annotations: Mapping[str, str], key: str, low_high: tuple[float, float], rng: random.Random
+) -> float:
     drawn = rng.uniform(*low_high)
     raw = annotations.get(key)
     if raw is None:
@@ -240,8 +239,9 @@ def plan_job(annotations: Mapping[str, str], mix: Mix, rng: random.Random) -> Jo
     The rng is consumed the same way whatever the annotations say, so one
     job's annotations do not change what the mix draws for the next job.
     """
-    unknown = sorted(k for k in annotations if k.startswith(ANNOTATION_PREFIX)
-                     and k not in KNOWN_ANNOTATIONS)
+    unknown = sorted(
+        k for k in annotations if k.startswith(ANNOTATION_PREFIX) and k not in KNOWN_ANNOTATIONS
+    )
     if unknown:
         raise PlanError(f"unknown simulator annotation(s): {', '.join(unknown)}")
 

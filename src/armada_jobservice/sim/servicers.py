@@ -59,17 +59,21 @@ class _Base:
         if faults.unavailable:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, "armada-sim: injected outage")
         if queue is not None and queue in faults.denied_queues:
-            await _abort(context, grpc.StatusCode.PERMISSION_DENIED,
-                         f"user {self._sim.engine.requestor!r} lacks permission on queue "
-                         f"{queue!r} (armada-sim: injected)")
+            await _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"user {self._sim.engine.requestor!r} lacks permission on queue "
+                f"{queue!r} (armada-sim: injected)",
+            )
 
     async def _authorize_queue(self, context: Context, queue: str, code: grpc.StatusCode) -> None:
         await self._gate(context, queue)
         if queue not in self._sim.engine.queues:
             await _abort(context, code, f"queue {queue!r} does not exist")
 
-    async def _validate_queue_and_job_set(self, context: Context, queue: str,
-                                          job_set_id: str) -> None:
+    async def _validate_queue_and_job_set(
+        self, context: Context, queue: str, job_set_id: str
+    ) -> None:
         if not queue:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "queue cannot be empty")
         if not job_set_id:
@@ -87,22 +91,32 @@ class _QueueMethods(_Base):
 
     async def _create(self, request: submit_pb2.Queue, context: Context) -> None:
         if not request.name:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                         "error validating queue: queue name must not be empty")
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "error validating queue: queue name must not be empty",
+            )
         if request.name in self._sim.engine.queues:
-            await _abort(context, grpc.StatusCode.ALREADY_EXISTS,
-                         f"error creating queue: queue {request.name!r} already exists")
+            await _abort(
+                context,
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"error creating queue: queue {request.name!r} already exists",
+            )
         self._sim.engine.create_queue(request)
 
-    async def CreateQueues(self, request: submit_pb2.QueueList,
-                           context: Context) -> submit_pb2.BatchQueueCreateResponse:
+    async def CreateQueues(
+        self, request: submit_pb2.QueueList, context: Context
+    ) -> submit_pb2.BatchQueueCreateResponse:
         """Create several queues, reporting the ones that failed."""
         await self._gate(context)
         failed = []
         for queue in request.queues:
             if not queue.name or queue.name in self._sim.engine.queues:
-                failed.append(submit_pb2.QueueCreateResponse(
-                    queue=queue, error=f"queue {queue.name!r} is invalid or already exists"))
+                failed.append(
+                    submit_pb2.QueueCreateResponse(
+                        queue=queue, error=f"queue {queue.name!r} is invalid or already exists"
+                    )
+                )
             else:
                 self._sim.engine.create_queue(queue)
         return submit_pb2.BatchQueueCreateResponse(failed_queues=failed)
@@ -111,43 +125,52 @@ class _QueueMethods(_Base):
         """Replace a queue's settings; NOT_FOUND if it does not exist."""
         await self._gate(context)
         if request.name not in self._sim.engine.queues:
-            await _abort(context, grpc.StatusCode.NOT_FOUND,
-                         f"error: queue {request.name!r} does not exist")
+            await _abort(
+                context, grpc.StatusCode.NOT_FOUND, f"error: queue {request.name!r} does not exist"
+            )
         self._sim.engine.create_queue(request)
         return empty_pb2.Empty()
 
-    async def UpdateQueues(self, request: submit_pb2.QueueList,
-                           context: Context) -> submit_pb2.BatchQueueUpdateResponse:
+    async def UpdateQueues(
+        self, request: submit_pb2.QueueList, context: Context
+    ) -> submit_pb2.BatchQueueUpdateResponse:
         """Update several queues, reporting the ones that failed."""
         await self._gate(context)
         failed = []
         for queue in request.queues:
             if queue.name not in self._sim.engine.queues:
-                failed.append(submit_pb2.QueueUpdateResponse(
-                    queue=queue, error=f"queue {queue.name!r} does not exist"))
+                failed.append(
+                    submit_pb2.QueueUpdateResponse(
+                        queue=queue, error=f"queue {queue.name!r} does not exist"
+                    )
+                )
             else:
                 self._sim.engine.create_queue(queue)
         return submit_pb2.BatchQueueUpdateResponse(failed_queues=failed)
 
-    async def DeleteQueue(self, request: submit_pb2.QueueDeleteRequest,
-                          context: Context) -> empty_pb2.Empty:
+    async def DeleteQueue(
+        self, request: submit_pb2.QueueDeleteRequest, context: Context
+    ) -> empty_pb2.Empty:
         """Delete a queue; deleting a missing queue succeeds, as in Armada."""
         await self._gate(context)
         self._sim.engine.delete_queue(request.name)
         return empty_pb2.Empty()
 
-    async def GetQueue(self, request: submit_pb2.QueueGetRequest,
-                       context: Context) -> submit_pb2.Queue:
+    async def GetQueue(
+        self, request: submit_pb2.QueueGetRequest, context: Context
+    ) -> submit_pb2.Queue:
         """Return a queue; NOT_FOUND if it does not exist."""
         await self._gate(context)
         queue = self._sim.engine.queues.get(request.name)
         if queue is None:
-            await _abort(context, grpc.StatusCode.NOT_FOUND,
-                         f"error: queue {request.name!r} does not exist")
+            await _abort(
+                context, grpc.StatusCode.NOT_FOUND, f"error: queue {request.name!r} does not exist"
+            )
         return queue
 
-    async def GetQueues(self, request: submit_pb2.StreamingQueueGetRequest,
-                        context: Context) -> AsyncIterator[submit_pb2.StreamingQueueMessage]:
+    async def GetQueues(
+        self, request: submit_pb2.StreamingQueueGetRequest, context: Context
+    ) -> AsyncIterator[submit_pb2.StreamingQueueMessage]:
         """Stream the queues (at most ``num`` if set), then an end marker."""
         await self._gate(context)
         limit = request.num or len(self._sim.engine.queues)
@@ -163,8 +186,9 @@ class QueueServicer(_QueueMethods, submit_pb2_grpc.QueueServiceServicer):
 class SubmitServicer(_QueueMethods, submit_pb2_grpc.SubmitServicer):
     """``api.Submit``: submission, cancellation, preemption and (deprecated) queues."""
 
-    async def SubmitJobs(self, request: submit_pb2.JobSubmitRequest,
-                         context: Context) -> submit_pb2.JobSubmitResponse:
+    async def SubmitJobs(
+        self, request: submit_pb2.JobSubmitRequest, context: Context
+    ) -> submit_pb2.JobSubmitResponse:
         """Validate like Armada, create the jobs and start their lifecycle."""
         # Armada authorises against the queue before validating the request,
         # and reports a missing queue as a permission failure.
@@ -199,8 +223,10 @@ class SubmitServicer(_QueueMethods, submit_pb2_grpc.SubmitServicer):
         if not request.job_set_id:
             return "job set id is a required field"
         if len(request.job_set_id) >= _MAX_JOB_SET_ID:
-            return (f"job set id of length {len(request.job_set_id)} must be less than max "
-                    f"character length {_MAX_JOB_SET_ID}")
+            return (
+                f"job set id of length {len(request.job_set_id)} must be less than max "
+                f"character length {_MAX_JOB_SET_ID}"
+            )
         for item in request.job_request_items:
             has_spec = item.HasField("pod_spec")
             if not has_spec and len(item.pod_specs) == 0:
@@ -210,18 +236,25 @@ class SubmitServicer(_QueueMethods, submit_pb2_grpc.SubmitServicer):
             if len(item.pod_specs) > 1:
                 return "Jobs with multiple pods are not supported"
             if len(item.client_id) > _MAX_CLIENT_ID:
-                return (f"client id of length {len(item.client_id)} is greater than max "
-                        f"allowed length of {_MAX_CLIENT_ID}")
+                return (
+                    f"client id of length {len(item.client_id)} is greater than max "
+                    f"allowed length of {_MAX_CLIENT_ID}"
+                )
         return ""
 
-    async def CancelJobs(self, request: submit_pb2.JobCancelRequest,
-                         context: Context) -> submit_pb2.CancellationResult:
+    async def CancelJobs(
+        self, request: submit_pb2.JobCancelRequest, context: Context
+    ) -> submit_pb2.CancellationResult:
         """Cancel the given jobs; with no job id, the whole job set (as Armada does)."""
         single = [request.job_id] if request.job_id else []
         job_ids = list(dict.fromkeys([*request.job_ids, *single]))
         if not job_ids:
-            await self.CancelJobSet(submit_pb2.JobSetCancelRequest(
-                queue=request.queue, job_set_id=request.job_set_id, reason=request.reason), context)
+            await self.CancelJobSet(
+                submit_pb2.JobSetCancelRequest(
+                    queue=request.queue, job_set_id=request.job_set_id, reason=request.reason
+                ),
+                context,
+            )
             return submit_pb2.CancellationResult(cancelled_ids=[request.job_id])
         await self._validate_queue_and_job_set(context, request.queue, request.job_set_id)
         await self._authorize_queue(context, request.queue, grpc.StatusCode.NOT_FOUND)
@@ -231,25 +264,31 @@ class SubmitServicer(_QueueMethods, submit_pb2_grpc.SubmitServicer):
         # Armada answers with every id it was asked to cancel, known or not.
         return submit_pb2.CancellationResult(cancelled_ids=job_ids)
 
-    async def CancelJobSet(self, request: submit_pb2.JobSetCancelRequest,
-                           context: Context) -> empty_pb2.Empty:
+    async def CancelJobSet(
+        self, request: submit_pb2.JobSetCancelRequest, context: Context
+    ) -> empty_pb2.Empty:
         """Cancel a job set's live jobs, optionally only those in the filter's states."""
         await self._validate_queue_and_job_set(context, request.queue, request.job_set_id)
         wanted = set(request.filter.states)
         if (submit_pb2.PENDING in wanted) != (submit_pb2.RUNNING in wanted):
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                         "unsupported state combination - state PENDING and RUNNING must always "
-                         "be used together")
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "unsupported state combination - state PENDING and RUNNING must always "
+                "be used together",
+            )
         await self._authorize_queue(context, request.queue, grpc.StatusCode.NOT_FOUND)
         states = [s for api_state in wanted for s in _FILTER_STATES.get(api_state, ())]
         if wanted and not states:
             return empty_pb2.Empty()
-        self._sim.engine.cancel_job_set(request.queue, request.job_set_id, states,
-                                        reason=request.reason)
+        self._sim.engine.cancel_job_set(
+            request.queue, request.job_set_id, states, reason=request.reason
+        )
         return empty_pb2.Empty()
 
-    async def PreemptJobs(self, request: submit_pb2.JobPreemptRequest,
-                          context: Context) -> submit_pb2.PreemptionResult:
+    async def PreemptJobs(
+        self, request: submit_pb2.JobPreemptRequest, context: Context
+    ) -> submit_pb2.PreemptionResult:
         """Preempt the given live jobs of a job set."""
         await self._validate_queue_and_job_set(context, request.queue, request.job_set_id)
         await self._authorize_queue(context, request.queue, grpc.StatusCode.NOT_FOUND)
@@ -258,24 +297,30 @@ class SubmitServicer(_QueueMethods, submit_pb2_grpc.SubmitServicer):
                 self._sim.engine.preempt(job_id, reason=request.reason)
         return submit_pb2.PreemptionResult(preemption_results={j: "" for j in request.job_ids})
 
-    async def ReprioritizeJobs(self, request: submit_pb2.JobReprioritizeRequest,
-                               context: Context) -> submit_pb2.JobReprioritizeResponse:
+    async def ReprioritizeJobs(
+        self, request: submit_pb2.JobReprioritizeRequest, context: Context
+    ) -> submit_pb2.JobReprioritizeResponse:
         """Record a new priority (reprioritizing, reprioritized events); scheduling ignores it."""
         await self._validate_queue_and_job_set(context, request.queue, request.job_set_id)
         await self._authorize_queue(context, request.queue, grpc.StatusCode.NOT_FOUND)
         engine = self._sim.engine
-        jobs = ([engine.jobs[j] for j in request.job_ids if j in engine.jobs] if request.job_ids
-                else engine.jobs_in(request.queue, request.job_set_id))
+        jobs = (
+            [engine.jobs[j] for j in request.job_ids if j in engine.jobs]
+            if request.job_ids
+            else engine.jobs_in(request.queue, request.job_set_id)
+        )
         for job in jobs:
             if job.state is not None and not job.state.terminal:
                 for kind in ("reprioritizing", "reprioritized"):
-                    engine.emit(job, kind, new_priority=request.new_priority,
-                                requestor=engine.requestor)
+                    engine.emit(
+                        job, kind, new_priority=request.new_priority, requestor=engine.requestor
+                    )
         keys = list(request.job_ids) or [f"all jobs in job set {request.job_set_id}"]
         return submit_pb2.JobReprioritizeResponse(reprioritization_results={k: "" for k in keys})
 
-    async def Health(self, request: empty_pb2.Empty,
-                     context: Context) -> health_pb2.HealthCheckResponse:
+    async def Health(
+        self, request: empty_pb2.Empty, context: Context
+    ) -> health_pb2.HealthCheckResponse:
         """Answer SERVING (or UNAVAILABLE during an injected outage)."""
         await self._gate(context)
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
@@ -284,35 +329,49 @@ class SubmitServicer(_QueueMethods, submit_pb2_grpc.SubmitServicer):
 class EventServicer(_Base, event_pb2_grpc.EventServicer):
     """``api.Event``: job-set event streams from the shared logs."""
 
-    async def Watch(self, request: event_pb2.WatchRequest,
-                    context: Context) -> AsyncIterator[event_pb2.EventStreamMessage]:
+    async def Watch(
+        self, request: event_pb2.WatchRequest, context: Context
+    ) -> AsyncIterator[event_pb2.EventStreamMessage]:
         """The deprecated twin of GetJobSetEvents: always watching, errors if missing."""
-        as_job_set = event_pb2.JobSetRequest(id=request.job_set_id, queue=request.queue,
-                                             from_message_id=request.from_id, watch=True,
-                                             errorIfMissing=True)
+        as_job_set = event_pb2.JobSetRequest(
+            id=request.job_set_id,
+            queue=request.queue,
+            from_message_id=request.from_id,
+            watch=True,
+            errorIfMissing=True,
+        )
         async for message in self.GetJobSetEvents(as_job_set, context, rpc="Watch"):
             yield message
 
-    async def Health(self, request: empty_pb2.Empty,
-                     context: Context) -> health_pb2.HealthCheckResponse:
+    async def Health(
+        self, request: empty_pb2.Empty, context: Context
+    ) -> health_pb2.HealthCheckResponse:
         """Answer SERVING (or UNAVAILABLE during an injected outage)."""
         await self._gate(context)
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
 
-    async def GetJobSetEvents(self, request: event_pb2.JobSetRequest, context: Context,
-                              rpc: str = "GetJobSetEvents",
-                              ) -> AsyncIterator[event_pb2.EventStreamMessage]:
+    async def GetJobSetEvents(
+        self,
+        request: event_pb2.JobSetRequest,
+        context: Context,
+        rpc: str = "GetJobSetEvents",
+    ) -> AsyncIterator[event_pb2.EventStreamMessage]:
         """Stream a job set's events after ``from_message_id``; keep going with ``watch``."""
         sim = self._sim
         sim.record_stream_request(request, rpc)
         await self._gate(context, request.queue)
         if request.queue not in sim.engine.queues:
-            await _abort(context, grpc.StatusCode.NOT_FOUND,
-                         f"[GetJobSetEvents] Queue {request.queue} does not exist")
+            await _abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"[GetJobSetEvents] Queue {request.queue} does not exist",
+            )
         if request.errorIfMissing and not sim.store.exists(request.queue, request.id):
-            await _abort(context, grpc.StatusCode.NOT_FOUND,
-                         f"[GetJobSetEvents] Jobset {request.id} for queue {request.queue} "
-                         "does not exist")
+            await _abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"[GetJobSetEvents] Jobset {request.id} for queue {request.queue} does not exist",
+            )
         try:
             position = parse_message_id(request.from_message_id)
         except MessageIdError as exc:
@@ -361,20 +420,25 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
 class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
     """``api.Jobs``: the query API that the armada-airflow operator polls."""
 
-    async def GetJobStatus(self, request: job_pb2.JobStatusRequest,
-                           context: Context) -> job_pb2.JobStatusResponse:
+    async def GetJobStatus(
+        self, request: job_pb2.JobStatusRequest, context: Context
+    ) -> job_pb2.JobStatusResponse:
         """Return each job's state; UNKNOWN for ids the simulator never saw."""
         await self._gate(context)
         jobs = self._sim.engine.jobs
         states: dict[str, Any] = {}
         for job_id in request.job_ids:
             job = jobs.get(job_id)
-            states[job_id] = (job.state.to_api() if job is not None and job.state is not None
-                              else submit_pb2.UNKNOWN)
+            states[job_id] = (
+                job.state.to_api()
+                if job is not None and job.state is not None
+                else submit_pb2.UNKNOWN
+            )
         return job_pb2.JobStatusResponse(job_states=states)
 
-    async def GetJobErrors(self, request: job_pb2.JobErrorsRequest,
-                           context: Context) -> job_pb2.JobErrorsResponse:
+    async def GetJobErrors(
+        self, request: job_pb2.JobErrorsRequest, context: Context
+    ) -> job_pb2.JobErrorsResponse:
         """Return each job's failure reason (empty unless it failed)."""
         await self._gate(context)
         jobs = self._sim.engine.jobs
@@ -389,13 +453,17 @@ def add_servicers(sim: ArmadaSimulator, server: grpc.aio.Server) -> None:
     """Register every simulated Armada service on ``server``."""
     # The generated registration helpers carry no annotations.
     submit_pb2_grpc.add_SubmitServicer_to_server(  # type: ignore[no-untyped-call]
-        SubmitServicer(sim), server)
+        SubmitServicer(sim), server
+    )
     submit_pb2_grpc.add_QueueServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        QueueServicer(sim), server)
+        QueueServicer(sim), server
+    )
     event_pb2_grpc.add_EventServicer_to_server(  # type: ignore[no-untyped-call]
-        EventServicer(sim), server)
+        EventServicer(sim), server
+    )
     job_pb2_grpc.add_JobsServicer_to_server(  # type: ignore[no-untyped-call]
-        JobsServicer(sim), server)
+        JobsServicer(sim), server
+    )
 
 
 __all__ = ["EventServicer", "JobsServicer", "QueueServicer", "SubmitServicer", "add_servicers"]

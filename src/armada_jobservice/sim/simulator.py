@@ -95,7 +95,8 @@ class ArmadaSimulator:
         self.faults.bind_outage_hook(self._on_outage)
         self.client_ids: dict[tuple[str, str], str] = {}
         self.stream_requests: collections.deque[StreamRequest] = collections.deque(
-            maxlen=max_recorded_requests)
+            maxlen=max_recorded_requests
+        )
         self._streams: set[StreamHandle] = set()
         self._grace_s = grace_s
         self._server: grpc.aio.Server | None = None
@@ -108,16 +109,18 @@ class ArmadaSimulator:
         """Bind and start serving; returns self. Starting twice is an error."""
         if self._server is not None:
             raise SimulatorError("simulator already started")
-        server = grpc.aio.server(options=[
-            # Holding 10,000+ watch streams is the point. grpc core cancels
-            # calls beyond its pending-request limits (1,000 soft, 3,000 hard
-            # by default) while grpc.aio picks them up one at a time, so a burst
-            # of new streams would end CANCELLED without these.
-            ("grpc.max_concurrent_streams", 1_000_000),
-            ("grpc.server.max_pending_requests", 1_000_000),
-            ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
-            ("grpc.so_reuseport", 0),
-        ])
+        server = grpc.aio.server(
+            options=[
+                # Holding 10,000+ watch streams is the point. grpc core cancels
+                # calls beyond its pending-request limits (1,000 soft, 3,000 hard
+                # by default) while grpc.aio picks them up one at a time, so a burst
+                # of new streams would end CANCELLED without these.
+                ("grpc.max_concurrent_streams", 1_000_000),
+                ("grpc.server.max_pending_requests", 1_000_000),
+                ("grpc.server.max_pending_requests_hard_limit", 1_000_000),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
         add_servicers(self, server)
         try:
             port = server.add_insecure_port(f"{self.host}:{self._requested_port}")
@@ -174,8 +177,13 @@ class ArmadaSimulator:
         """Names of the existing queues."""
         return list(self.engine.queues)
 
-    def submit(self, queue: str, job_set_id: str, annotations: Mapping[str, str] | None = None,
-               count: int = 1) -> list[str]:
+    def submit(
+        self,
+        queue: str,
+        job_set_id: str,
+        annotations: Mapping[str, str] | None = None,
+        count: int = 1,
+    ) -> list[str]:
         """Submit ``count`` jobs without gRPC and return their ids.
 
         The annotations script the jobs (see ``lifecycle``); the queue must
@@ -228,11 +236,17 @@ class ArmadaSimulator:
 
     def emit(self, queue: str, job_set_id: str, job_id: str, kind: str, **fields: Any) -> str:
         """Publish one ``kind`` event (an ``EventMessage`` oneof name) for a job."""
-        return self.publish(queue, job_set_id,
-                            events.build_event(kind, queue, job_set_id, job_id, **fields))
+        return self.publish(
+            queue, job_set_id, events.build_event(kind, queue, job_set_id, job_id, **fields)
+        )
 
-    def drive(self, queue: str, job_set_id: str, job_id: str,
-              steps: Iterable[str | event_pb2.EventMessage]) -> list[str]:
+    def drive(
+        self,
+        queue: str,
+        job_set_id: str,
+        job_id: str,
+        steps: Iterable[str | event_pb2.EventMessage],
+    ) -> list[str]:
         """Publish a sequence of events for a job and return their message ids.
 
         Each step is an event kind (``"running"``) or a ready ``EventMessage``;
@@ -258,9 +272,17 @@ class ArmadaSimulator:
 
     def record_stream_request(self, request: event_pb2.JobSetRequest, rpc: str) -> None:
         """Remember an event-stream call (the servicer calls this first thing)."""
-        self.stream_requests.append(StreamRequest(
-            rpc, request.queue, request.id, request.from_message_id, request.watch,
-            request.errorIfMissing, time.time()))
+        self.stream_requests.append(
+            StreamRequest(
+                rpc,
+                request.queue,
+                request.id,
+                request.from_message_id,
+                request.watch,
+                request.errorIfMissing,
+                time.time(),
+            )
+        )
 
     def open_stream(self, request: event_pb2.JobSetRequest, log: JobSetLog) -> StreamHandle:
         """Register an open stream (the servicer calls this)."""
@@ -279,9 +301,12 @@ class ArmadaSimulator:
         """The number of event streams open now."""
         return len(self._streams)
 
-    def break_streams(self, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
-                      message: str = "armada-sim: streams broken on request",
-                      queue: str | None = None) -> int:
+    def break_streams(
+        self,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        message: str = "armada-sim: streams broken on request",
+        queue: str | None = None,
+    ) -> int:
         """Fail every open stream (of ``queue`` if given) with ``code``; return how many."""
         logs = set()
         count = 0
@@ -306,8 +331,11 @@ class ArmadaSimulator:
             while not predicate():
                 await self.engine.wait_changed()
 
-    async def wait_for_terminal(self, job_ids: Iterable[str], timeout_s: float | None = 30.0,
-                                ) -> None:
+    async def wait_for_terminal(
+        self,
+        job_ids: Iterable[str],
+        timeout_s: float | None = 30.0,
+    ) -> None:
         """Wait until every job in ``job_ids`` is in a terminal state."""
         ids = list(job_ids)
 
