@@ -31,5 +31,8 @@ lock:  ## re-pin constraints.txt from the current .venv
 demo:
 	$(BIN)/armada-jobservice demo
 
+bench:  ## the benchmarks, quick sizes (< 2 min); the full suite: armada-jobservice bench
+	$(BIN)/armada-jobservice bench --quick
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
