@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[dict[str, str]]:
-    """Start stack_server.py and return its addresses: ``armada`` and ``jobservice``."""
+def _start_stack(*args: str) -> Iterator[dict[str, str]]:
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("stack_server.py"))],
+        [sys.executable, str(Path(__file__).with_name("stack_server.py")), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -35,3 +33,20 @@ def stack() -> Iterator[dict[str, str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[dict[str, str]]:
+    """Start stack_server.py and return its addresses: ``armada`` and ``jobservice``."""
+    yield from _start_stack()
+
+
+AUTH_TOKEN = "airflow-test-token"
+
+
+@pytest.fixture(scope="session")
+def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Like ``stack``, with a job service that requires the bearer token ``AUTH_TOKEN``."""
+    tokens = tmp_path_factory.mktemp("auth") / "tokens"
+    tokens.write_text(AUTH_TOKEN + "\n")
+    yield from _start_stack(str(tokens))

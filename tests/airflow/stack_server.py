@@ -1,7 +1,8 @@
 """Run the Armada simulator and the job service in one process, for the Airflow tests.
 
 Prints ``{"armada": "host:port", "jobservice": "host:port"}`` on one line once
-both listen, then serves until its standard input closes. A process of its
+both listen, then serves until its standard input closes. An optional
+argument names a file of bearer tokens the job service then requires. A process of its
 own keeps Airflow's event loops (triggers run in one) apart from the servers'.
 """
 
@@ -27,6 +28,7 @@ async def main() -> None:
                 armada_url=sim.address,
                 database=f"sqlite:///{tmp}/js.db",
                 metrics_port=None,
+                client_tokens_file=sys.argv[1] if len(sys.argv) > 1 else None,
             )
             async with JobServiceApp(settings) as app:
                 addresses = {"armada": sim.address, "jobservice": f"127.0.0.1:{app.grpc_port}"}

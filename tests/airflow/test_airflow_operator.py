@@ -245,3 +245,41 @@ def test_on_kill_cancels_the_running_job(stack: dict[str, str]) -> None:
             operator.execute({"ti": TaskInstance()})
         killer.result(timeout=5)
     assert pushed["job_state"] == "CANCELLED"
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["polling", "deferrable"])
+def test_token_from_the_connection_reaches_the_job_service(
+    auth_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, deferrable: bool
+) -> None:
+    """The connection's password is sent as a bearer token, also by the trigger."""
+    from .conftest import AUTH_TOKEN
+
+    host, port = auth_stack["jobservice"].rsplit(":", 1)
+    uri = f"armada-jobservice://:{AUTH_TOKEN}@{host}:{port}?armada_url={auth_stack['armada']}"
+    monkeypatch.setenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", uri)
+    state, xcom = run_dag(
+        auth_stack,
+        {"armada-sim/outcome": "succeeded"},
+        armada_url=None,
+        jobservice_url=None,
+        deferrable=deferrable,
+    )
+    assert (state, xcom["job_state"]) == (TaskInstanceState.SUCCESS, "SUCCEEDED")
+
+
+def test_wrong_token_fails_the_task(
+    auth_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job service that refuses the token fails the task instead of waiting forever."""
+    host, port = auth_stack["jobservice"].rsplit(":", 1)
+    uri = f"armada-jobservice://:not-the-token@{host}:{port}?armada_url={auth_stack['armada']}"
+    monkeypatch.setenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", uri)
+    state, xcom = run_dag(
+        auth_stack,
+        {"armada-sim/outcome": "succeeded"},
+        armada_url=None,
+        jobservice_url=None,
+        deferrable=True,
+    )
+    assert state == TaskInstanceState.FAILED
+    assert "UNAUTHENTICATED" in (xcom["job_error"] or "")
