@@ -21,6 +21,7 @@ from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.auth import AcceptedTokens, BearerAuthInterceptor
 from armada_jobservice.config import Settings
 from armada_jobservice.errors import ConfigError, StoreError
+from armada_jobservice.gc_policy import GcPolicy
 from armada_jobservice.metrics import Metrics
 from armada_jobservice.servicer import JobServiceServicer
 from armada_jobservice.store import Store, open_store
@@ -39,7 +40,12 @@ class JobServiceApp:
     """A running job service; ``start()`` / idempotent ``stop()`` or ``async with``."""
 
     def __init__(
-        self, settings: Settings, *, store: Store | None = None, shutdown_grace_s: float = 5.0
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        shutdown_grace_s: float = 5.0,
+        gc_policy: GcPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -62,6 +68,9 @@ class JobServiceApp:
             job_set_retention_s=settings.job_set_retention_s,
         )
         self.shutdown_grace_s = shutdown_grace_s
+        #: Freezes long-lived objects so collector pauses stay short; the
+        #: serve command installs one (it changes process-wide state).
+        self.gc_policy = gc_policy
         self.grpc_port = 0
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
@@ -186,9 +195,13 @@ class JobServiceApp:
             await self._health.set(name, status)
 
     async def _health_loop(self) -> None:
+        # Also the garbage-collector policy's clock: both want a tick a second.
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEALTH_POLL_S)
             await self._publish_health()
+            if self.gc_policy is not None:
+                self.gc_policy.step(loop.time())
 
     async def stop(self) -> None:
         """Shut down gracefully and write everything cached; idempotent."""

@@ -81,7 +81,10 @@ async def serve(settings: config.Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with JobServiceApp(settings) as app:
+    from armada_jobservice.gc_policy import GcPolicy
+
+    gc_policy = GcPolicy(now=loop.time())
+    async with JobServiceApp(settings, gc_policy=gc_policy) as app:
         if app.metrics_port is not None:
             log.info("metrics on http://%s:%d/metrics", settings.metrics_host, app.metrics_port)
         await stop.wait()

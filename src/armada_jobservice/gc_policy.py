@@ -1,0 +1,56 @@
+"""Keeps garbage-collector pauses short when the heap holds many long-lived objects.
+
+Each open event stream keeps about seventy gRPC and asyncio objects alive; at
+10,000 subscriptions that is some 700,000 objects, and one full collection
+of CPython's cyclic collector then stops the event loop for about 400 ms
+(a poll's p99 went to a second). ``gc.freeze()`` moves every object alive now
+to a generation the collector no longer scans, so automatic collections only
+look at what was created since. Frozen objects that later die in reference
+cycles are not reclaimed until they are unfrozen, so once in a while the
+policy unfreezes and collects everything: one deliberate full pause per
+``unfreeze_every_s`` instead of many unplanned ones.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+FREEZE_EVERY_S = 5.0
+UNFREEZE_EVERY_S = 900.0
+
+
+class GcPolicy:
+    """Freezes survivors every few seconds; unfreezes and collects every quarter hour."""
+
+    def __init__(
+        self,
+        freeze_every_s: float = FREEZE_EVERY_S,
+        unfreeze_every_s: float = UNFREEZE_EVERY_S,
+        now: float = 0.0,
+    ) -> None:
+        self.freeze_every_s = freeze_every_s
+        self.unfreeze_every_s = unfreeze_every_s
+        self._next_freeze = now + freeze_every_s
+        self._next_unfreeze = now + unfreeze_every_s
+
+    def step(self, now: float) -> None:
+        """Do what is due at monotonic time *now*."""
+        if now >= self._next_unfreeze:
+            self._next_unfreeze = now + self.unfreeze_every_s
+            frozen = gc.get_freeze_count()
+            started = time.perf_counter()
+            gc.unfreeze()
+            found = gc.collect()
+            log.debug(
+                "full garbage collection of %d frozen objects took %.0f ms (%d unreachable)",
+                frozen,
+                (time.perf_counter() - started) * 1000,
+                found,
+            )
+        if now >= self._next_freeze:
+            self._next_freeze = now + self.freeze_every_s
+            gc.freeze()
