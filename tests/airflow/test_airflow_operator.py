@@ -81,6 +81,16 @@ def run_dag(
     return run.get_task_instance("job").state, json.loads(out.read_text())
 
 
+def use_connection(
+    monkeypatch: pytest.MonkeyPatch, stack: dict[str, str], token: str | None = None
+) -> None:
+    """Point the armada_jobservice_default connection at *stack*, with an optional token."""
+    host, port = stack["jobservice"].rsplit(":", 1)
+    auth = f":{token}@" if token else ""
+    uri = f"armada-jobservice://{auth}{host}:{port}?armada_url={stack['armada']}"
+    monkeypatch.setenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", uri)
+
+
 @pytest.mark.parametrize("deferrable", [False, True], ids=["polling", "deferrable"])
 def test_successful_job(stack: dict[str, str], deferrable: bool) -> None:
     """A job that succeeds makes the task succeed and pushes its id, job set and state."""
@@ -140,9 +150,7 @@ def test_connection_from_the_environment(
     stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without address arguments the operator reads the armada_jobservice_default connection."""
-    host, port = stack["jobservice"].rsplit(":", 1)
-    uri = f"armada-jobservice://{host}:{port}?armada_url={stack['armada']}"
-    monkeypatch.setenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", uri)
+    use_connection(monkeypatch, stack)
     state, xcom = run_dag(
         stack, {"armada-sim/outcome": "succeeded"}, armada_url=None, jobservice_url=None
     )
@@ -254,9 +262,7 @@ def test_token_from_the_connection_reaches_the_job_service(
     """The connection's password is sent as a bearer token, also by the trigger."""
     from .conftest import AUTH_TOKEN
 
-    host, port = auth_stack["jobservice"].rsplit(":", 1)
-    uri = f"armada-jobservice://:{AUTH_TOKEN}@{host}:{port}?armada_url={auth_stack['armada']}"
-    monkeypatch.setenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", uri)
+    use_connection(monkeypatch, auth_stack, token=AUTH_TOKEN)
     state, xcom = run_dag(
         auth_stack,
         {"armada-sim/outcome": "succeeded"},
@@ -271,9 +277,7 @@ def test_wrong_token_fails_the_task(
     auth_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A job service that refuses the token fails the task instead of waiting forever."""
-    host, port = auth_stack["jobservice"].rsplit(":", 1)
-    uri = f"armada-jobservice://:not-the-token@{host}:{port}?armada_url={auth_stack['armada']}"
-    monkeypatch.setenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", uri)
+    use_connection(monkeypatch, auth_stack, token="not-the-token")
     state, xcom = run_dag(
         auth_stack,
         {"armada-sim/outcome": "succeeded"},
