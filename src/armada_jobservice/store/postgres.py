@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from armada_jobservice.errors import StoreError
-from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore, not_terminal_sql
+from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore
 
 T = TypeVar("T")
 
@@ -40,19 +40,7 @@ class PostgresStore(SQLStore):
     """A ``Store`` in a PostgreSQL database."""
 
     param = "%s"
-    upsert_job_set_sql = """
-        INSERT INTO job_sets (queue, job_set_id, last_message_id, last_activity)
-        VALUES (?, ?, ?, ?)
-        ON CONFLICT (queue, job_set_id) DO UPDATE SET
-            last_message_id = COALESCE(EXCLUDED.last_message_id, job_sets.last_message_id),
-            last_activity = GREATEST(EXCLUDED.last_activity, job_sets.last_activity)
-    """
-    upsert_job_sql = f"""
-        INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
-            state = EXCLUDED.state, error = EXCLUDED.error
-        WHERE {not_terminal_sql("jobs.state")}
-    """
+    greatest = "GREATEST"
 
     def __init__(self, url: str) -> None:
         self.url = url

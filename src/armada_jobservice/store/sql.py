@@ -1,8 +1,8 @@
 """What the SQL backends share: the queries of the ``Store`` Protocol over a DB-API cursor.
 
-A backend supplies its DDL, its upsert statements, its parameter style and
-``_transaction(fn)``, which runs ``fn(cursor)`` in one transaction and turns
-driver errors into ``StoreError``.
+A backend supplies its DDL, its parameter style, its name for the larger of two
+values and ``_transaction(fn)``, which runs ``fn(cursor)`` in one transaction and
+turns driver errors into ``StoreError``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,19 @@ class SQLStore:
 
     #: The driver's parameter marker, substituted for ``?``.
     param = "?"
-    upsert_job_set_sql = ""
-    upsert_job_sql = ""
+    #: The dialect's function for the larger of two values.
+    greatest = "MAX"
+
+    @property
+    def upsert_job_set_sql(self) -> str:
+        """Insert or update a job set's row; the position only moves to a known one."""
+        return f"""
+            INSERT INTO job_sets (queue, job_set_id, last_message_id, last_activity)
+            VALUES (?, ?, ?, ?)
+            ON CONFLICT (queue, job_set_id) DO UPDATE SET
+                last_message_id = COALESCE(excluded.last_message_id, job_sets.last_message_id),
+                last_activity = {self.greatest}(excluded.last_activity, job_sets.last_activity)
+        """
 
     def _transaction(self, fn: Callable[[Any], T], write: bool = False) -> T:
         """Run ``fn(cursor)`` in one transaction (*write*: one that will write)."""
@@ -49,7 +60,7 @@ class SQLStore:
         def upsert(cur: Any) -> None:
             cur.executemany(self._q(self.upsert_job_set_sql), set_rows)
             if job_rows:
-                cur.executemany(self._q(self.upsert_job_sql), job_rows)
+                cur.executemany(self._q(_UPSERT_JOB), job_rows)
 
         self._transaction(upsert, write=True)
 
@@ -140,3 +151,12 @@ def not_terminal_sql(column: str) -> str:
     from armada_jobservice.states import TERMINAL_STATES
 
     return " AND ".join(f"{column} <> {int(s)}" for s in sorted(TERMINAL_STATES))
+
+
+#: Insert or update a job's row, never overwriting a stored terminal state.
+_UPSERT_JOB = f"""
+    INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
+        state = excluded.state, error = excluded.error
+    WHERE {not_terminal_sql("jobs.state")}
+"""

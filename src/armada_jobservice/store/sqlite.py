@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from armada_jobservice.errors import StoreError
-from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore, not_terminal_sql
+from armada_jobservice.store.sql import SCHEMA_VERSION, SQLStore
 
 T = TypeVar("T")
 
@@ -46,20 +46,6 @@ def path_from_url(url: str) -> str:
 
 class SQLiteStore(SQLStore):
     """A ``Store`` on one SQLite file (WAL, ``synchronous=NORMAL``)."""
-
-    upsert_job_set_sql = """
-        INSERT INTO job_sets (queue, job_set_id, last_message_id, last_activity)
-        VALUES (?, ?, ?, ?)
-        ON CONFLICT (queue, job_set_id) DO UPDATE SET
-            last_message_id = COALESCE(excluded.last_message_id, job_sets.last_message_id),
-            last_activity = MAX(excluded.last_activity, job_sets.last_activity)
-    """
-    upsert_job_sql = f"""
-        INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
-            state = excluded.state, error = excluded.error
-        WHERE {not_terminal_sql("jobs.state")}
-    """
 
     def __init__(self, path: str) -> None:
         self.path = path
