@@ -223,73 +223,41 @@ def cache_hits(bench: Bench) -> None:
         base.stop()
     rounds_note = f"median of {sz.rounds} alternating rounds"
     base_name = "bare grpc.aio+uvloop constant"
-    rep.add(
-        Figure(
-            sc,
-            "polls per server-CPU-second, saturated",
-            _median(per_cpu(r, m) for r, m in s_sat_runs),
-            "calls/cpu-s",
-            _median(per_cpu(r, m) for r, m in b_sat_runs),
-            base_name,
-            min_ratio=0.85,
-            note=f"{sz.load_processes} load processes x {conc} callers; {rounds_note}",
-        )
+    Run = tuple[LoadResult, CpuMeter]
+
+    def add(name: str, fn: Any, unit: str, runs: tuple[list[Run], list[Run]], **kw: Any) -> None:
+        service_runs, base_runs = runs
+        value = _median(fn(r, m) for r, m in service_runs)
+        baseline = _median(fn(r, m) for r, m in base_runs)
+        rep.add(Figure(sc, name, value, unit, baseline, base_name, **kw))
+
+    sat, fix = (s_sat_runs, b_sat_runs), (s_fix_runs, b_fix_runs)
+    add(
+        "polls per server-CPU-second, saturated",
+        per_cpu,
+        "calls/cpu-s",
+        sat,
+        min_ratio=0.85,
+        note=f"{sz.load_processes} load processes x {conc} callers; {rounds_note}",
     )
-    rep.add(
-        Figure(
-            sc,
-            "polls per second, saturated",
-            _median(_rate(r, m) for r, m in s_sat_runs),
-            "calls/s",
-            _median(_rate(r, m) for r, m in b_sat_runs),
-            base_name,
-        )
+    add("polls per second, saturated", _rate, "calls/s", sat)
+    add(
+        "server CPU use, saturated",
+        lambda r, m: m.cpu_s / m.wall_s,
+        "cores",
+        sat,
+        higher_is_better=False,
     )
-    rep.add(
-        Figure(
-            sc,
-            "server CPU use, saturated",
-            _median(m.cpu_s / m.wall_s for _, m in s_sat_runs),
-            "cores",
-            _median(m.cpu_s / m.wall_s for _, m in b_sat_runs),
-            base_name,
-            higher_is_better=False,
-        )
-    )
-    for p in (50, 99):
-        rep.add(
-            Figure(
-                sc,
-                f"p{p} latency, saturated",
-                _median(r.percentile_ms(p) for r, _ in s_sat_runs),
+    for label, runs in ((", saturated", sat), (f" at {rate:.0f} polls/s offered", fix)):
+        for p in (50, 99):
+            add(
+                f"p{p} latency{label}",
+                lambda r, m, p=p: r.percentile_ms(p),
                 "ms",
-                _median(r.percentile_ms(p) for r, _ in b_sat_runs),
-                base_name,
+                runs,
                 higher_is_better=False,
             )
-        )
-    for p in (50, 99):
-        rep.add(
-            Figure(
-                sc,
-                f"p{p} latency at {rate:.0f} polls/s offered",
-                _median(r.percentile_ms(p) for r, _ in s_fix_runs),
-                "ms",
-                _median(r.percentile_ms(p) for r, _ in b_fix_runs),
-                base_name,
-                higher_is_better=False,
-            )
-        )
-    rep.add(
-        Figure(
-            sc,
-            f"polls per server-CPU-second at {rate:.0f}/s",
-            _median(per_cpu(r, m) for r, m in s_fix_runs),
-            "calls/cpu-s",
-            _median(per_cpu(r, m) for r, m in b_fix_runs),
-            base_name,
-        )
-    )
+    add(f"polls per server-CPU-second at {rate:.0f}/s", per_cpu, "calls/cpu-s", fix)
 
 
 def _median(values: Iterable[float]) -> float:
