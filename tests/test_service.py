@@ -433,3 +433,62 @@ async def test_unreadable_database_answers_connection_err(
         lambda r: r.state == State.JOB_ID_NOT_FOUND,
     )
     assert reply.error == ""
+
+
+async def test_first_polls_during_a_read_wait_and_are_read_together(
+    service: JobServiceApp, client: Client
+) -> None:
+    """One database read is in flight at a time; first polls arriving meanwhile share the next."""
+    store: Any = service.store
+    real_load = store.load_job_sets
+    gate = asyncio.Event()
+    batches: list[list[Any]] = []
+
+    async def gated_load(keys: list[Any]) -> Any:
+        batches.append(list(keys))
+        if len(batches) == 1:
+            await gate.wait()
+        return await real_load(keys)
+
+    store.load_job_sets = gated_load
+    first = asyncio.ensure_future(state_of(client, "j", job_set="s0"))
+    await eventually(lambda: len(batches) == 1)
+    rest = [asyncio.ensure_future(state_of(client, "j", job_set=f"s{n}")) for n in range(1, 20)]
+    # All nineteen wait behind the first read, none starts a read of its own.
+    await eventually(lambda: len(service.subscriptions._to_load) == 19)
+    assert len(batches) == 1
+    gate.set()
+    replies = await asyncio.gather(first, *rest)
+    assert [r.state for r in replies] == [State.JOB_ID_NOT_FOUND] * 20
+    assert [len(b) for b in batches] == [1, 19]
+    assert {k.job_set_id for b in batches for k in b} == {f"s{n}" for n in range(20)}
+
+
+async def test_flush_between_full_passes_writes_positions_of_changed_job_sets(
+    armada: FakeArmada, make_settings: Callable[..., Settings]
+) -> None:
+    """A flush of only the job sets with events still stores an event that changed no job."""
+    # The writer's own loop never runs a flush here: each flush below is called by hand.
+    async with JobServiceApp(make_settings(flush_interval_s=3600.0)) as app:
+        client = Client(app.grpc_port)
+        await state_of(client, "job-1", job_set="quiet")
+        await state_of(client, "job-1")
+        armada.publish(Q, JS, "submitted", "job-1")
+        js = app.subscriptions.job_sets[(Q, JS)]
+        await eventually(lambda: js.last_message_id == armada.logs[(Q, JS)][-1].id)
+        assert await app.writer.flush_once(full=False) == 1
+        # "queued" changes no job's state, only the stream position to resume from.
+        armada.publish(Q, JS, "queued", "job-1")
+        await eventually(lambda: js.last_message_id == armada.logs[(Q, JS)][-1].id)
+        assert app.subscriptions.changed == {js}
+        assert await app.writer.flush_once(full=False) == 0
+        assert app.subscriptions.changed == set()
+        stored = await app.store.load_job_set((Q, JS))
+        assert stored is not None
+        assert stored.last_message_id == armada.logs[(Q, JS)][-1].id
+        assert [(r.job_id, r.state) for r in stored.rows] == [("job-1", State.SUBMITTED)]
+        # The job set without events was not written by these flushes; a full pass writes it.
+        assert await app.store.load_job_set((Q, "quiet")) is None
+        await app.writer.flush_once()
+        assert await app.store.load_job_set((Q, "quiet")) is not None
+        await client.close()

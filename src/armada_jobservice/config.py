@@ -62,7 +62,7 @@ class Settings:
         ),
     )
     flush_interval_s: float = field(
-        default=1.0, metadata=_help("How often the cache is written to the database.")
+        default=0.25, metadata=_help("How often the cache is written to the database.")
     )
     max_subscriptions: int = field(
         default=10_000, metadata=_help("Most event streams open at once.")

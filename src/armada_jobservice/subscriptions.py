@@ -80,10 +80,13 @@ class SubscriptionManager:
         self.stable_after_s = stable_after_s
         self._rand = random.Random(seed)
         self.job_sets: dict[JobSetKey, JobSet] = {}
+        #: Job sets that received events since the writer last took them.
+        self.changed: set[JobSet] = set()
         self.active = 0
         #: Job sets whose stored rows are being read, and those queued for the next read.
         self._loading: dict[JobSetKey, asyncio.Future[None]] = {}
         self._to_load: list[JobSet] = []
+        self._reader: asyncio.Task[None] | None = None
         self._stub = event_pb2_grpc.EventStub(upstream.channel)  # type: ignore[no-untyped-call]
         self._closed = False
 
@@ -116,23 +119,38 @@ class SubscriptionManager:
     async def ensure_loaded(self, js: JobSet) -> None:
         """Wait until the stored jobs of *js* are in memory; raise ``StoreError`` if unreadable.
 
-        First polls arriving together are read from the database in one batch,
-        one thread hop for all of them rather than one each.
+        One read is in flight at a time; the first polls that arrive meanwhile
+        are read together by the next, in one thread hop and one query. An idle
+        service reads a lone first poll at once; a busy one batches by itself.
         """
         if js.loaded:
             return
         future = self._loading.get(js.key)
         if future is None:
-            loop = asyncio.get_running_loop()
-            future = self._loading[js.key] = loop.create_future()
+            future = self._loading[js.key] = asyncio.get_running_loop().create_future()
             self._to_load.append(js)
-            if len(self._to_load) == 1:
-                loop.call_soon(self._start_loading)
+            if self._reader is None:
+                self._reader = asyncio.get_running_loop().create_task(
+                    self._read_stored(), name="load job sets"
+                )
         await asyncio.shield(future)
 
-    def _start_loading(self) -> None:
-        batch, self._to_load = self._to_load, []
-        asyncio.get_running_loop().create_task(self._load(batch), name="load job sets")
+    async def _read_stored(self) -> None:
+        batch: list[JobSet] = []
+        try:
+            while self._to_load:
+                batch, self._to_load = self._to_load, []
+                await self._load(batch)
+        except BaseException:
+            # Cancelled (shutdown): no poll may wait forever for a read that will not come.
+            for js in batch + self._to_load:
+                future = self._loading.pop(js.key, None)
+                if future is not None:
+                    future.cancel()
+            self._to_load = []
+            raise
+        finally:
+            self._reader = None
 
     async def _load(self, batch: list[JobSet]) -> None:
         try:
@@ -217,6 +235,7 @@ class SubscriptionManager:
 
         timer = loop.call_later(self.stable_after_s, stable)
         received = 0
+        changed = self.changed  # cleared in place by the writer, never replaced
         try:
             async for msg in call:
                 if received == 0 and js.failing_since is not None:
@@ -224,6 +243,7 @@ class SubscriptionManager:
                 received += 1
                 metrics.events_received += 1
                 js.last_event = time.monotonic()
+                changed.add(js)
                 if js.apply(msg.id, msg.message):
                     metrics.events_applied += 1
         except grpc.aio.AioRpcError as exc:
@@ -258,6 +278,12 @@ class SubscriptionManager:
                 expired += 1
                 log.info("unsubscribed from job set %s: no poll for %.0f s", js.key, self.expiry_s)
         return expired
+
+    def take_changed(self) -> list[JobSet]:
+        """The job sets that received events since the last call, forgetting them."""
+        taken = list(self.changed)
+        self.changed.clear()
+        return taken
 
     def evict_clean(self) -> int:
         """Drop unsubscribed job sets whose data the database fully holds."""

@@ -3,9 +3,13 @@
 Every ``flush_interval_s`` one batch holds every job that changed since the
 last flush (many events of one job become one row write) and, in the same
 transaction, the resume position of each job set those rows bring up to
-date. A batch the database refuses is kept and written with the next one:
-nothing is dropped. Job sets with neither a poll nor an event for
-``job_set_retention_s`` are deleted whole, never job by job.
+date. A flush looks only at the job sets that received events since the last
+one, so its cost follows the events, not the number of job sets held; about
+once a second (``housekeeping_s``) a full pass over every job set also
+expires idle subscriptions, refreshes stored activity times and evicts
+what the database fully holds. A batch the database refuses is kept and
+written with the next one: nothing is dropped. Job sets with neither a poll
+nor an event for ``job_set_retention_s`` are deleted whole, never job by job.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ log = logging.getLogger(__name__)
 #: flush refreshes it (polls alone do not make a write each).
 ACTIVITY_RESOLUTION_S = 60.0
 RETENTION_BATCH = 5_000
+#: Longest gap between full passes over every job set.
+HOUSEKEEPING_S = 1.0
 
 
 class Writer:
@@ -47,24 +53,33 @@ class Writer:
         self.flush_interval_s = flush_interval_s
         self.retention_s = job_set_retention_s
         self.activity_resolution_s = min(ACTIVITY_RESOLUTION_S, job_set_retention_s / 10)
+        # Expiry is checked at least four times per expiry period.
+        self.housekeeping_s = max(flush_interval_s, min(HOUSEKEEPING_S, subscriptions.expiry_s / 4))
         #: Whether the last database operation worked (feeds the health check).
         self.store_ok = True
         self._lock = asyncio.Lock()
 
-    async def flush_once(self, wall_now: float | None = None) -> int:
-        """Write every change since the last flush in one transaction; return the job rows."""
-        async with self._lock:
-            return await self._flush(wall_now)
+    async def flush_once(self, wall_now: float | None = None, *, full: bool = True) -> int:
+        """Write every change since the last flush in one transaction; return the job rows.
 
-    async def _flush(self, wall_now: float | None) -> int:
+        ``full=False`` looks only at the job sets that received events since
+        the last flush: activity times and unsubscribed job sets wait for the
+        next full flush, and nothing is evicted.
+        """
+        async with self._lock:
+            return await self._flush(wall_now, full)
+
+    async def _flush(self, wall_now: float | None, full: bool) -> int:
         started = time.perf_counter()
         mono = time.monotonic()
         wall = time.time() if wall_now is None else wall_now
         batch: list[JobSetWrite] = []
         owners: list[JobSet] = []
+        subscriptions = self.subscriptions
+        changed = subscriptions.take_changed()
         # The snapshot is taken without awaiting, so each job set's rows and
         # its position describe the same instant.
-        for js in self.subscriptions:
+        for js in subscriptions if full else changed:
             if not js.loaded:
                 continue
             activity = wall - (mono - js.last_activity())
@@ -86,6 +101,7 @@ class Writer:
                 # latest state, so the next flush writes them.
                 for js, entry in zip(owners, batch, strict=True):
                     js.dirty.update(row.job_id for row in entry.rows)
+                subscriptions.changed.update(owners)
                 self.metrics.flush_failures += 1
                 self.store_ok = False
                 log.error("flush of %d jobs failed, will retry: %s", written, exc)
@@ -97,7 +113,8 @@ class Writer:
             self.metrics.flush_jobs.observe(written)
             self.metrics.flush_seconds.observe(time.perf_counter() - started)
             log.debug("flushed %d jobs of %d job sets", written, len(batch))
-        self.subscriptions.evict_clean()
+        if full:
+            subscriptions.evict_clean()
         return written
 
     async def sweep_retention(self, wall_now: float | None = None) -> int:
@@ -138,12 +155,17 @@ class Writer:
         loop = asyncio.get_running_loop()
         next_sweep = loop.time()
         next_ping = loop.time()
+        next_full = loop.time()
         sweep_every = min(60.0, self.retention_s / 10)
         while True:
             await asyncio.sleep(self.flush_interval_s)
             try:
-                self.subscriptions.expire_idle()
-                await self.flush_once()
+                now = loop.time()
+                full = now >= next_full
+                if full:
+                    next_full = now + self.housekeeping_s
+                    self.subscriptions.expire_idle()
+                await self.flush_once(full=full)
                 now = loop.time()
                 if now >= next_ping:
                     next_ping = now + 5.0
