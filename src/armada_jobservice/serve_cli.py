@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.handlers
+import queue
 import signal
 import sys
 
@@ -64,13 +66,23 @@ def settings_from_args(args: argparse.Namespace) -> config.Settings:
     return config.load(args.config, overrides=flags)
 
 
-def configure_logging(level: str) -> None:
-    """One line per record on stderr."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str) -> logging.handlers.QueueListener:
+    """One line per record on stderr, written by a thread of its own.
+
+    Records are formatted where they are logged, then queued; the returned
+    listener (started) writes them. A write to a slow pipe (a log collector
+    that falls behind) then never stalls the event loop. Stop the listener
+    to write out what is queued.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.setLevel(level.upper())
+    listener = logging.handlers.QueueListener(records, handler)
+    listener.start()
+    return listener
 
 
 async def serve(settings: config.Settings) -> None:
@@ -98,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"armada-jobservice: bad setting {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
-    configure_logging(settings.log_level)
+    listener = configure_logging(settings.log_level)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
@@ -108,6 +120,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         runner(serve(settings))
     except ConfigError as exc:
-        print(f"armada-jobservice: bad setting {exc}", file=sys.stderr)
+        failure: ConfigError | None = exc
+    else:
+        failure = None
+    finally:
+        listener.stop()
+    if failure is not None:
+        print(f"armada-jobservice: bad setting {failure}", file=sys.stderr)
         return EXIT_BAD_SETTING
     return 0
