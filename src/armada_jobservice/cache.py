@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from armada_jobservice.states import WireState, map_event, next_state
+from armada_jobservice.states import STATE_OF_KIND, WireState, map_event, next_state
 
 
 class JobSetKey(NamedTuple):
@@ -35,6 +35,7 @@ class JobRow(NamedTuple):
 
 _TERMINAL = frozenset(int(s) for s in WireState if s.is_terminal)
 _STATES = tuple(WireState)
+_STATE_OF_KIND = {kind: int(state) for kind, state in STATE_OF_KIND.items()}
 
 
 class JobSet:
@@ -82,8 +83,31 @@ class JobSet:
     # -- events ------------------------------------------------------------
 
     def apply(self, message_id: str, message: Any) -> bool:
-        """Apply one Armada ``EventMessage``; return whether a job changed."""
+        """Apply one Armada ``EventMessage``; return whether a job changed.
+
+        Most events (submitted, running, succeeded...) move a job to a fixed
+        state with no text; they take a short path on plain ints that gives
+        what ``map_event`` and ``next_state`` give. The rest take those rules.
+        """
         self.last_message_id = message_id
+        kind = message.WhichOneof("events")
+        target = _STATE_OF_KIND.get(kind)
+        if target is None:
+            return self._apply_rule(message)
+        job_id = getattr(message, kind).job_id
+        if not job_id:
+            return False
+        states = self.states
+        current = states.get(job_id)
+        if current == target or current in _TERMINAL:
+            return False
+        states[job_id] = target
+        if self.errors:
+            self.errors.pop(job_id, None)
+        self.dirty.add(job_id)
+        return True
+
+    def _apply_rule(self, message: Any) -> bool:
         transition = map_event(message)
         if transition is None:
             return False

@@ -50,7 +50,8 @@ class Transition(NamedTuple):
 # Events that say where a job is. Those not listed (queued, leased, pending,
 # reprioritised, cancelling, utilisation, ingress info, preempting) leave the
 # state as it was, as the original service did; they still make the job known.
-_SIMPLE = {
+#: Event kinds that move a job to a fixed state with no error text.
+STATE_OF_KIND = {
     "submitted": WireState.SUBMITTED,
     "running": WireState.RUNNING,
     "succeeded": WireState.SUCCEEDED,
@@ -111,7 +112,7 @@ def map_event(message: Any) -> Transition | None:
     job_id = getattr(event, "job_id", "")
     if not job_id:
         return None
-    simple = _SIMPLE.get(kind)
+    simple = STATE_OF_KIND.get(kind)
     if simple is not None:
         return Transition(job_id, simple, None)
     if kind == "failed":
