@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
-from armada_jobservice.cache import JobRow, JobSetKey
+from armada_jobservice.cache import JobRow, JobSetKey, RowToWrite
 
 
 class JobSetWrite(NamedTuple):
@@ -21,7 +21,7 @@ class JobSetWrite(NamedTuple):
     last_message_id: str | None
     #: Wall-clock time (seconds since the epoch) of the last poll or event.
     last_activity: float
-    rows: Sequence[JobRow]
+    rows: Sequence[RowToWrite]
 
 
 class StoredJobSet(NamedTuple):

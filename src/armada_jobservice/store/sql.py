@@ -55,7 +55,7 @@ class SQLStore:
         for entry in batch:
             queue, job_set_id = entry.key
             set_rows.append((queue, job_set_id, entry.last_message_id, entry.last_activity))
-            job_rows.extend((queue, job_set_id, r.job_id, r.state, r.error) for r in entry.rows)
+            job_rows.extend((queue, job_set_id, j, s, e) for j, s, e in entry.rows)
 
         def upsert(cur: Any) -> None:
             cur.executemany(self._q(self.upsert_job_set_sql), set_rows)
