@@ -20,7 +20,7 @@ def test_defaults() -> None:
     )
     assert (s.subscription_expiry_s, s.flush_interval_s, s.max_subscriptions) == (
         300.0,
-        0.25,
+        1.0,
         10_000,
     )
     assert s.metrics_port is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -491,4 +492,49 @@ async def test_flush_between_full_passes_writes_positions_of_changed_job_sets(
         assert await app.store.load_job_set((Q, "quiet")) is None
         await app.writer.flush_once()
         assert await app.store.load_job_set((Q, "quiet")) is not None
+        await client.close()
+
+
+async def test_quiet_streams_are_flushed_before_the_interval(
+    armada: FakeArmada, make_settings: Callable[..., Settings]
+) -> None:
+    """Once events stop, changes are written soon, not a whole flush interval later."""
+    async with JobServiceApp(make_settings(flush_interval_s=3600.0)) as app:
+        client = Client(app.grpc_port)
+        await state_of(client, "job-1")
+        armada.publish(Q, JS, "running", "job-1")
+        stored = await eventually(
+            lambda: app.store.load_job_set((Q, JS)), lambda s: s is not None and bool(s.rows)
+        )
+        assert [(r.job_id, r.state) for r in stored.rows] == [("job-1", State.RUNNING)]
+        await client.close()
+
+
+async def test_a_trickle_of_events_is_not_a_flush_per_event(
+    armada: FakeArmada, make_settings: Callable[..., Settings]
+) -> None:
+    """Events 30 ms apart (quiet between each) still share flushes: at most one per 0.1 s."""
+    from armada_jobservice.writer import QUIET_MIN_GAP_S
+
+    async with JobServiceApp(make_settings(flush_interval_s=3600.0)) as app:
+        client = Client(app.grpc_port)
+        await state_of(client, "job-0")
+        flushes = []
+        real_flush = app.writer.flush_once
+
+        async def counted(*args: Any, **kwargs: Any) -> int:
+            flushes.append(time.monotonic())
+            return await real_flush(*args, **kwargs)
+
+        app.writer.flush_once = counted  # type: ignore[method-assign]
+        started = time.monotonic()
+        for n in range(30):
+            armada.publish(Q, JS, "submitted", f"job-{n}")
+            await asyncio.sleep(0.03)
+        await eventually(lambda: app.subscriptions.job_sets[(Q, JS)].is_clean())
+        elapsed = time.monotonic() - started
+        assert flushes, "nothing was flushed"
+        assert len(flushes) <= elapsed / QUIET_MIN_GAP_S + 1
+        gaps = [b - a for a, b in itertools.pairwise(flushes)]
+        assert all(g >= QUIET_MIN_GAP_S * 0.9 for g in gaps), gaps
         await client.close()

@@ -62,7 +62,11 @@ class Settings:
         ),
     )
     flush_interval_s: float = field(
-        default=0.25, metadata=_help("How often the cache is written to the database.")
+        default=1.0,
+        metadata=_help(
+            "How often the cache is written to the database while events keep "
+            "arriving; changes are written within about 0.1 s once the streams are quiet."
+        ),
     )
     max_subscriptions: int = field(
         default=10_000, metadata=_help("Most event streams open at once.")

@@ -1,7 +1,8 @@
 """The writer: flushes the cache to the database in batches and deletes stale job sets.
 
-Every ``flush_interval_s`` one batch holds every job that changed since the
-last flush (many events of one job become one row write) and, in the same
+Every ``flush_interval_s``, or sooner when the streams fall quiet, one batch
+holds every job that changed since the last flush (many events of one job
+become one row write) and, in the same
 transaction, the resume position of each job set those rows bring up to
 date. A flush looks only at the job sets that received events since the last
 one, so its cost follows the events, not the number of job sets held; about
@@ -33,6 +34,10 @@ ACTIVITY_RESOLUTION_S = 60.0
 RETENTION_BATCH = 5_000
 #: Longest gap between full passes over every job set.
 HOUSEKEEPING_S = 1.0
+#: The streams count as quiet when no event arrived for this long...
+QUIET_S = 0.02
+#: ...and then a flush runs early, if the last one is at least this old.
+QUIET_MIN_GAP_S = 0.1
 
 
 class Writer:
@@ -100,7 +105,7 @@ class Writer:
                 # Mark the rows changed again: the cache still holds their
                 # latest state, so the next flush writes them.
                 for js, entry in zip(owners, batch, strict=True):
-                    js.dirty.update(row.job_id for row in entry.rows)
+                    js.dirty.update(row[0] for row in entry.rows)
                 subscriptions.changed.update(owners)
                 self.metrics.flush_failures += 1
                 self.store_ok = False
@@ -151,16 +156,35 @@ class Writer:
         return self.store_ok
 
     async def run(self) -> None:
-        """Flush, expire, ping and purge on their intervals until cancelled."""
+        """Flush, expire, ping and purge on their intervals until cancelled.
+
+        A flush runs every ``flush_interval_s``, and sooner once the streams
+        are quiet (no event for ``QUIET_S``) with changes waiting, though not
+        within ``QUIET_MIN_GAP_S`` of the last flush. A burst of events is
+        written in large batches while it lasts and is durable soon after it
+        ends; a trickle of events never becomes a transaction per event.
+        """
         loop = asyncio.get_running_loop()
         next_sweep = loop.time()
         next_ping = loop.time()
         next_full = loop.time()
         sweep_every = min(60.0, self.retention_s / 10)
+        tick = min(self.flush_interval_s, QUIET_S)
+        min_gap = min(self.flush_interval_s, QUIET_MIN_GAP_S)
+        last_flush = loop.time()
+        seen = self.metrics.events_received
         while True:
-            await asyncio.sleep(self.flush_interval_s)
+            await asyncio.sleep(tick)
+            now = loop.time()
+            received = self.metrics.events_received
+            quiet, seen = received == seen, received
+            since = now - last_flush
+            if since < self.flush_interval_s and not (
+                quiet and since >= min_gap and self.subscriptions.changed
+            ):
+                continue
+            last_flush = now
             try:
-                now = loop.time()
                 full = now >= next_full
                 if full:
                     next_full = now + self.housekeeping_s
