@@ -140,14 +140,33 @@ async def test_slow_streams_still_deliver_everything(
     assert sim.faults.stream_delay_s == 0
 
 
+async def test_held_streams_open_but_send_nothing_until_released(
+    sim: ArmadaSimulator, channel: grpc.aio.Channel
+) -> None:
+    """Held streams count as open and wait; released, they deliver everything in order."""
+    ids = _script(sim)
+    sim.faults.hold_streams()
+    readers = [asyncio.ensure_future(read_events(channel, "f")) for _ in range(3)]
+    await sim.wait_for(lambda: sim.open_streams == 3)
+    await asyncio.sleep(0.2)
+    assert not any(r.done() for r in readers)
+    assert sim.open_streams == 3
+    sim.faults.release_streams()
+    assert [[i for i, _ in got] for got in await asyncio.gather(*readers)] == [ids] * 3
+    # Released means released: a stream opened now does not wait.
+    assert [i for i, _ in await read_events(channel, "f")] == ids
+
+
 def test_faults_clear_and_validate() -> None:
     """clear() removes every fault; negative counts and delays are refused."""
     faults = Faults()
     faults.end_streams_after(1)
     faults.deny_queue("a")
     faults.slow_streams(1)
+    faults.hold_streams()
     faults.clear()
     assert (faults.stream_rules, faults.denied_queues, faults.stream_delay_s) == ([], set(), 0)
+    assert faults.released is None
     with pytest.raises(ValueError, match="negative"):
         faults.break_streams_after(-1)
     with pytest.raises(ValueError, match="negative"):

@@ -119,6 +119,12 @@ async def _serve(conn: Any) -> None:
                     conn.send(("ok", found))
                 elif op == "open_streams":
                     conn.send(("ok", sim.open_streams))
+                elif op == "hold":
+                    sim.faults.hold_streams()
+                    conn.send(("ok",))
+                elif op == "release":
+                    sim.faults.release_streams()
+                    conn.send(("ok", time.time()))
                 else:
                     conn.send(("error", f"unknown request {op!r}"))
             except Exception as exc:
@@ -180,6 +186,15 @@ class SimHost:
         """Event streams open now."""
         n: int = self._ok("open_streams")
         return n
+
+    def hold(self) -> None:
+        """Let streams open but send nothing until ``release()``."""
+        self._ok("hold")
+
+    def release(self) -> float:
+        """Let held streams send; return the wall-clock time of the release."""
+        at: float = self._ok("release")
+        return at
 
     def stop(self) -> None:
         """End the simulator."""

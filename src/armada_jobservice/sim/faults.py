@@ -10,6 +10,10 @@ through ``ArmadaSimulator.faults``:
 - ``unavailable_for(seconds)``: every call gets UNAVAILABLE until then, and
   open streams break with UNAVAILABLE when it starts.
 - ``slow_streams(delay_s)``: each event on a stream is delayed by delay_s.
+- ``hold_streams()`` / ``release_streams()``: streams open (and count as
+  open) but send nothing until released; a stream already sending pauses
+  once it has caught up. Benchmarks use it to open many streams first and
+  then time delivery alone.
 
 Stream rules apply to streams opened after they are set; ``times`` limits how
 many streams one rule affects (None: all of them).
@@ -17,6 +21,7 @@ many streams one rule affects (None: all of them).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +64,8 @@ class Faults:
         self.unavailable_until = 0.0
         self.stream_delay_s = 0.0
         self._on_outage: Callable[[], None] | None = None
+        #: Set while streams are held; set() releases them.
+        self.released: asyncio.Event | None = None
 
     def bind_outage_hook(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` when an outage starts (the simulator breaks open streams)."""
@@ -131,9 +138,21 @@ class Faults:
             raise ValueError("delay_s must not be negative")
         self.stream_delay_s = delay_s
 
+    def hold_streams(self) -> None:
+        """Let streams open but send nothing until ``release_streams()``."""
+        if self.released is None:
+            self.released = asyncio.Event()
+
+    def release_streams(self) -> None:
+        """Let held streams send again (no-op when none are held)."""
+        released, self.released = self.released, None
+        if released is not None:
+            released.set()
+
     def clear(self) -> None:
         """Remove every fault."""
         self.stream_rules.clear()
         self.denied_queues.clear()
         self.unavailable_until = 0.0
         self.stream_delay_s = 0.0
+        self.release_streams()

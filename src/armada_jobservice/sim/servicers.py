@@ -389,6 +389,10 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
             while True:
                 if handle.kill is not None:
                     await _abort(context, *handle.kill)
+                released = sim.faults.released
+                if released is not None:
+                    await released.wait()
+                    continue
                 messages = log.messages
                 # The bound is re-read after every send: events appended while
                 # a send was suspended must not be left for a wake-up that
