@@ -217,6 +217,8 @@ async def _streams(
                     if out["received"] >= total:
                         out["elapsed_s"] = time.perf_counter() - t0
                         out["cpu_s"] = time.process_time() - c0
+                        # For runs timed from an instant outside this process.
+                        out["done_at"], out["cpu_done_s"] = time.time(), time.process_time()
                         all_in.set()
                 if first:
                     first = False
