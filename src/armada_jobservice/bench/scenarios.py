@@ -489,7 +489,7 @@ def ingestion(bench: Bench) -> None:
                     note=(
                         f"{events:,} events; "
                         + ("streams open before the first event; " if held else "")
-                        + f"flush every 0.25 s (default); {rounds_note}"
+                        + f"default flushes (1 s while busy, ~0.1 s once quiet); {rounds_note}"
                     ),
                 )
             )
