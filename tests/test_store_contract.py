@@ -141,6 +141,40 @@ def test_large_batch(store: Store) -> None:
     assert store.counts() == (200, 20_000)
 
 
+def test_rows_across_statement_chunks_keep_every_rule(store: Store) -> None:
+    """Rows past one statement's worth (not a multiple of it) are all written, with the guard."""
+    from armada_jobservice.store.sql import CHUNK_ROWS
+
+    n = CHUNK_ROWS * 2 + 7
+    store.write(
+        [JobSetWrite(K1, "m-1", 1.0, [(f"j{i}", 4 if i % 2 else 0, None) for i in range(n)])]
+    )
+    store.write([JobSetWrite(K1, "m-2", 2.0, [(f"j{i}", 2, None) for i in range(n)])])
+    loaded = store.load_job_set(K1)
+    assert loaded is not None
+    assert loaded.last_message_id == "m-2"
+    # Terminal rows (odd) kept SUCCEEDED; the others moved to RUNNING, in every chunk.
+    assert sorted((int(r.job_id[1:]), r.state) for r in loaded.rows) == [
+        (i, 4 if i % 2 else 2) for i in range(n)
+    ]
+
+
+def test_a_job_set_twice_in_one_batch_takes_the_later_entry(store: Store) -> None:
+    """Two entries for one job set in a batch: the later position and rows win."""
+    store.write(
+        [
+            JobSetWrite(K1, "m-1", 1.0, [JobRow("a", 0, None), JobRow("b", 0, None)]),
+            JobSetWrite(K2, "m-7", 1.0, [JobRow("a", 2, None)]),
+            JobSetWrite(K1, "m-2", 2.0, [JobRow("a", 2, None)]),
+        ]
+    )
+    one = store.load_job_set(K1)
+    assert one is not None
+    assert (one.last_message_id, one.last_activity) == ("m-2", 2.0)
+    assert sorted(one.rows) == [JobRow("a", 2, None), JobRow("b", 0, None)]
+    assert store.counts() == (2, 3)
+
+
 def test_closed_store_raises_store_error(store_url: str) -> None:
     """Using a store that is not open raises StoreError, never a driver error."""
     s = open_store(store_url)

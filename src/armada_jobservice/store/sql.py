@@ -7,15 +7,19 @@ turns driver errors into ``StoreError``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from armada_jobservice.cache import JobRow, JobSetKey
+from armada_jobservice.cache import JobRow, JobSetKey, RowToWrite
 from armada_jobservice.store.base import JobSetWrite, StoredJobSet
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
+#: Rows per multi-row INSERT; at five columns, 2,500 parameters, well under
+#: SQLite's 32,766 and PostgreSQL's 65,535.
+CHUNK_ROWS = 500
 
 
 class SQLStore:
@@ -27,15 +31,19 @@ class SQLStore:
     greatest = "MAX"
 
     @property
-    def upsert_job_set_sql(self) -> str:
-        """Insert or update a job set's row; the position only moves to a known one."""
-        return f"""
-            INSERT INTO job_sets (queue, job_set_id, last_message_id, last_activity)
-            VALUES (?, ?, ?, ?)
+    def upsert_job_sets_sql(self) -> tuple[str, str]:
+        """Insert or update job set rows (the part before and after the VALUES rows).
+
+        The position only moves to a known one; the activity time only forward.
+        """
+        return (
+            "INSERT INTO job_sets (queue, job_set_id, last_message_id, last_activity) VALUES ",
+            f"""
             ON CONFLICT (queue, job_set_id) DO UPDATE SET
                 last_message_id = COALESCE(excluded.last_message_id, job_sets.last_message_id),
                 last_activity = {self.greatest}(excluded.last_activity, job_sets.last_activity)
-        """
+            """,
+        )
 
     def _transaction(self, fn: Callable[[Any], T], write: bool = False) -> T:
         """Run ``fn(cursor)`` in one transaction (*write*: one that will write)."""
@@ -49,7 +57,14 @@ class SQLStore:
         self._transaction(lambda cur: cur.execute("SELECT 1").fetchone())
 
     def write(self, batch: Iterable[JobSetWrite]) -> None:
-        """Upsert a batch in one transaction; stored terminal states are kept."""
+        """Upsert a batch in one transaction; stored terminal states are kept.
+
+        A job set named twice in a batch is written as its later entry over
+        its earlier one (one statement may not touch a row twice in PostgreSQL).
+        """
+        batch = list(batch)
+        if len({entry.key for entry in batch}) < len(batch):
+            batch = _merge_entries(batch)
         set_rows: list[tuple[str, str, str | None, float]] = []
         job_rows: list[tuple[str, str, str, int, str | None]] = []
         for entry in batch:
@@ -58,11 +73,34 @@ class SQLStore:
             job_rows.extend((queue, job_set_id, j, s, e) for j, s, e in entry.rows)
 
         def upsert(cur: Any) -> None:
-            cur.executemany(self._q(self.upsert_job_set_sql), set_rows)
-            if job_rows:
-                cur.executemany(self._q(_UPSERT_JOB), job_rows)
+            self._insert_rows(cur, self.upsert_job_sets_sql, set_rows)
+            self._insert_rows(cur, _UPSERT_JOBS, job_rows)
 
         self._transaction(upsert, write=True)
+
+    def _insert_rows(self, cur: Any, sql: tuple[str, str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run a multi-row INSERT (*sql*: before and after its VALUES) over *rows* in chunks.
+
+        One statement per ``CHUNK_ROWS`` rows, not one per row: a driver lets go
+        of the GIL around every statement it steps, and taking it back from a
+        busy event loop costs far more than the statement (measured with
+        SQLite and a busy thread: ~1,000 us per row one by one, ~6-10 us per
+        row in chunks of 1,000; ~1.2 us per row either way when idle).
+        """
+        if not rows:
+            return
+        before, after = sql
+        one = "(" + ", ".join("?" * len(rows[0])) + ")"
+        full = None
+        for start in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows[start : start + CHUNK_ROWS]
+            if len(chunk) == CHUNK_ROWS:
+                if full is None:
+                    full = self._q(before + ", ".join([one] * CHUNK_ROWS) + after)
+                statement = full
+            else:
+                statement = self._q(before + ", ".join([one] * len(chunk)) + after)
+            cur.execute(statement, list(itertools.chain.from_iterable(chunk)))
 
     def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:
         """Read one job set and its jobs."""
@@ -153,10 +191,23 @@ def not_terminal_sql(column: str) -> str:
     return " AND ".join(f"{column} <> {int(s)}" for s in sorted(TERMINAL_STATES))
 
 
-#: Insert or update a job's row, never overwriting a stored terminal state.
-_UPSERT_JOB = f"""
-    INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES (?, ?, ?, ?, ?)
+def _merge_entries(batch: list[JobSetWrite]) -> list[JobSetWrite]:
+    """One entry per job set: later entries' position, activity and rows win."""
+    merged: dict[JobSetKey, tuple[JobSetWrite, dict[str, RowToWrite]]] = {}
+    for entry in batch:
+        rows = merged[entry.key][1] if entry.key in merged else {}
+        rows.update((row[0], row) for row in entry.rows)
+        merged[entry.key] = (entry, rows)
+    return [entry._replace(rows=list(rows.values())) for entry, rows in merged.values()]
+
+
+#: Insert or update jobs' rows (before and after the VALUES rows), never
+#: overwriting a stored terminal state.
+_UPSERT_JOBS = (
+    "INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES ",
+    f"""
     ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
         state = excluded.state, error = excluded.error
     WHERE {not_terminal_sql("jobs.state")}
-"""
+    """,
+)
