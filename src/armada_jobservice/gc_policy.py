@@ -19,12 +19,12 @@ import time
 
 log = logging.getLogger(__name__)
 
-FREEZE_EVERY_S = 5.0
+FREEZE_EVERY_S = 1.0
 UNFREEZE_EVERY_S = 900.0
 
 
 class GcPolicy:
-    """Freezes survivors every few seconds; unfreezes and collects every quarter hour."""
+    """Freezes survivors every second; unfreezes and collects every quarter hour."""
 
     def __init__(
         self,
