@@ -164,15 +164,21 @@ def test_a_job_set_twice_in_one_batch_takes_the_later_entry(store: Store) -> Non
     store.write(
         [
             JobSetWrite(K1, "m-1", 1.0, [JobRow("a", 0, None), JobRow("b", 0, None)]),
-            JobSetWrite(K2, "m-7", 1.0, [JobRow("a", 2, None)]),
+            JobSetWrite(K2, "m-7", 3.0, [JobRow("a", 2, None)]),
             JobSetWrite(K1, "m-2", 2.0, [JobRow("a", 2, None)]),
+            # No position and an older activity time: neither moves back.
+            JobSetWrite(K2, None, 1.0, [JobRow("b", 4, None)]),
         ]
     )
     one = store.load_job_set(K1)
     assert one is not None
     assert (one.last_message_id, one.last_activity) == ("m-2", 2.0)
     assert sorted(one.rows) == [JobRow("a", 2, None), JobRow("b", 0, None)]
-    assert store.counts() == (2, 3)
+    two = store.load_job_set(K2)
+    assert two is not None
+    assert (two.last_message_id, two.last_activity) == ("m-7", 3.0)
+    assert sorted(two.rows) == [JobRow("a", 2, None), JobRow("b", 4, None)]
+    assert store.counts() == (2, 4)
 
 
 def test_closed_store_raises_store_error(store_url: str) -> None:

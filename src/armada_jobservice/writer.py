@@ -2,15 +2,15 @@
 
 Every ``flush_interval_s``, or sooner when the streams fall quiet, one batch
 holds every job that changed since the last flush (many events of one job
-become one row write) and, in the same
-transaction, the resume position of each job set those rows bring up to
-date. A flush looks only at the job sets that received events since the last
-one, so its cost follows the events, not the number of job sets held; about
-once a second (``housekeeping_s``) a full pass over every job set also
-expires idle subscriptions, refreshes stored activity times and evicts
-what the database fully holds. A batch the database refuses is kept and
-written with the next one: nothing is dropped. Job sets with neither a poll
-nor an event for ``job_set_retention_s`` are deleted whole, never job by job.
+become one row write) and, in the same transaction, the resume position of
+each job set those rows bring up to date. A flush looks only at the job
+sets that received events since the last one, so its cost follows the
+events, not the number of job sets held; about once a second
+(``housekeeping_s``) a full pass over every job set also expires idle
+subscriptions, refreshes stored activity times and evicts what the database
+fully holds. A batch the database refuses is kept and written with the next
+one: nothing is dropped. Job sets with neither a poll nor an event for
+``job_set_retention_s`` are deleted whole, never job by job.
 """
 
 from __future__ import annotations
