@@ -181,6 +181,30 @@ def test_a_job_set_twice_in_one_batch_takes_the_later_entry(store: Store) -> Non
     assert store.counts() == (2, 4)
 
 
+def test_awkward_text_comes_back_exactly(store: Store) -> None:
+    """Quotes, backslashes, newlines and non-ASCII in ids and errors survive a round trip."""
+    odd = 'a"b\\c\u00e9\n\t\u2603 ' + "'x'"
+    rows = [JobRow(odd, 3, odd * 3), JobRow("plain", 0, None), JobRow("", 4, "")]
+    store.write([JobSetWrite(JobSetKey(odd, odd), "m-1", 1764370000.123456, rows)])
+    loaded = store.load_job_set(JobSetKey(odd, odd))
+    assert loaded is not None
+    assert sorted(loaded.rows) == sorted(rows)
+    assert loaded.last_activity == 1764370000.123456
+
+
+def test_load_many_job_sets_past_one_query(store: Store) -> None:
+    """More keys than one query takes, stored and not, repeated: each stored set once, whole."""
+    from armada_jobservice.store.sql import CHUNK_ROWS
+
+    stored = [JobSetKey("q", f"s{n}") for n in range(0, CHUNK_ROWS * 2 + 50, 3)]
+    store.write([JobSetWrite(k, f"m-{k.job_set_id}", 1.0, [JobRow("j", 2, None)]) for k in stored])
+    keys = [JobSetKey("q", f"s{n}") for n in range(CHUNK_ROWS * 2 + 50)] + stored[:5]
+    found = store.load_job_sets(keys)
+    assert set(found) == set(stored)
+    assert all(found[k].last_message_id == f"m-{k.job_set_id}" for k in stored)
+    assert all(found[k].rows == [JobRow("j", 2, None)] for k in stored)
+
+
 def test_closed_store_raises_store_error(store_url: str) -> None:
     """Using a store that is not open raises StoreError, never a driver error."""
     s = open_store(store_url)
@@ -243,3 +267,22 @@ def test_load_several_job_sets_at_once(store: Store) -> None:
     assert found[K1].rows == [JobRow("a", 2, None)]
     assert sorted(found[K2].rows) == [JobRow("b", 4, None), JobRow("c", 3, "x")]
     assert found[K2].last_message_id == "m-2"
+
+
+def test_sqlite_without_json_functions_reads_row_by_row(tmp_path: Path) -> None:
+    """Where SQLite lacks its JSON functions, jobs are read row by row, with the same result."""
+    from armada_jobservice.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    store.open()
+    try:
+        rows = [JobRow("a", 0, None), JobRow("b", 3, "boom")]
+        store.write([JobSetWrite(K1, "m-1", 1.0, rows)])
+        with_json = store.load_job_set(K1)
+        store._json = False
+        without = store.load_job_set(K1)
+        assert with_json is not None
+        assert without is not None
+        assert sorted(with_json.rows) == sorted(without.rows) == rows
+    finally:
+        store.close()

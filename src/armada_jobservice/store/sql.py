@@ -104,20 +104,45 @@ class SQLStore:
 
     def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:
         """Read one job set and its jobs."""
-        return self._transaction(lambda cur: _read_job_set(cur, key, self._q))
+        return self.load_job_sets([key]).get(key)
 
     def load_job_sets(self, keys: Sequence[JobSetKey]) -> dict[JobSetKey, StoredJobSet]:
-        """Read several job sets in one transaction."""
+        """Read several job sets in one transaction: one query for the job sets, one per found set.
+
+        A job set not stored costs no query of its own, so a batch of first
+        polls of new job sets is one statement.
+        """
 
         def read(cur: Any) -> dict[JobSetKey, StoredJobSet]:
             found = {}
-            for key in keys:
-                one = _read_job_set(cur, key, self._q)
-                if one is not None:
-                    found[key] = one
+            unique = list(dict.fromkeys(keys))
+            for start in range(0, len(unique), CHUNK_ROWS):
+                chunk = unique[start : start + CHUNK_ROWS]
+                cur.execute(
+                    self._q(
+                        "SELECT queue, job_set_id, last_message_id, last_activity FROM job_sets "
+                        "WHERE (queue, job_set_id) IN (VALUES "
+                        + ", ".join(["(?, ?)"] * len(chunk))
+                        + ")"
+                    ),
+                    list(itertools.chain.from_iterable(chunk)),
+                )
+                for queue, job_set_id, last_message_id, last_activity in cur.fetchall():
+                    key = JobSetKey(queue, job_set_id)
+                    found[key] = StoredJobSet(last_message_id, last_activity, [])
+            for key, stored in found.items():
+                stored.rows.extend(self._job_rows(cur, key))
             return found
 
         return self._transaction(read)
+
+    def _job_rows(self, cur: Any, key: JobSetKey) -> list[JobRow]:
+        """The stored jobs of one job set."""
+        cur.execute(
+            self._q("SELECT job_id, state, error FROM jobs WHERE queue = ? AND job_set_id = ?"),
+            tuple(key),
+        )
+        return [JobRow(*r) for r in cur.fetchall()]
 
     def idle_job_sets(self, cutoff: float, limit: int) -> list[JobSetKey]:
         """Job sets idle since before *cutoff*."""
@@ -164,20 +189,6 @@ class SQLStore:
             return int(sets), int(jobs)
 
         return self._transaction(count)
-
-
-def _read_job_set(cur: Any, key: JobSetKey, q: Callable[[str], str]) -> StoredJobSet | None:
-    cur.execute(
-        q("SELECT last_message_id, last_activity FROM job_sets WHERE queue = ? AND job_set_id = ?"),
-        tuple(key),
-    )
-    head = cur.fetchone()
-    if head is None:
-        return None
-    cur.execute(
-        q("SELECT job_id, state, error FROM jobs WHERE queue = ? AND job_set_id = ?"), tuple(key)
-    )
-    return StoredJobSet(head[0], head[1], [JobRow(*r) for r in cur.fetchall()])
 
 
 def not_terminal_sql(column: str) -> str:
