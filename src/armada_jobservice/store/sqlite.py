@@ -103,10 +103,11 @@ class SQLiteStore(SQLStore):
         """The stored jobs of one job set, fetched as one JSON value.
 
         The sqlite3 module lets go of the GIL for every row it steps, and
-        taking it back from a busy event loop costs ~100 times the row: read
-        beside a busy thread, 127 us per row row by row, 1.2 us in one JSON
-        value (0.3 us either way when idle). The columns are text and
-        integers, which JSON carries exactly.
+        taking it back from a busy event loop costs far more than the row:
+        beside a thread spinning in Python, 210 us per row fetched row by
+        row, 1 us in one JSON value; 0.3-0.4 us either way when idle
+        (``scripts/sqlite_gil_probe.py``). The columns are text and integers,
+        which JSON carries exactly.
         """
         if not self._json:
             return super()._job_rows(cur, key)
