@@ -370,6 +370,27 @@ async def test_metrics_endpoint(armada: FakeArmada, make_settings: Callable[...,
         await client.close()
 
 
+async def test_metrics_show_an_event_loop_stall(make_settings: Callable[..., Settings]) -> None:
+    """A 0.3 s stall of the event loop shows in the lag histogram, above 0.1 s."""
+    import re
+    import urllib.request
+
+    async with JobServiceApp(make_settings(metrics_port=0, metrics_host="127.0.0.1")) as app:
+        url = f"http://127.0.0.1:{app.metrics_port}/metrics"
+
+        def over_100ms() -> float:
+            text = urllib.request.urlopen(url).read().decode()
+            name = "armada_jobservice_event_loop_lag_seconds"
+            count = float(re.search(rf"^{name}_count (\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+            upto = re.search(rf'^{name}_bucket{{le="0.1"}} (\S+)', text, re.M)
+            return count - float(upto.group(1))  # type: ignore[union-attr]
+
+        await asyncio.sleep(0.2)
+        before = await asyncio.to_thread(over_100ms)
+        time.sleep(0.3)  # noqa: ASYNC251 - the stall under test: blocks the service's event loop
+        await eventually(lambda: asyncio.to_thread(over_100ms), lambda n: n >= before + 1)
+
+
 async def test_reflection_lists_the_services(service: JobServiceApp, client: Client) -> None:
     """Server reflection names the job service and the health service (for grpcurl)."""
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = jobservice_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 HEALTH_POLL_S = 1.0
+#: Period of the timer whose lateness measures the event loop's stalls.
+LAG_PROBE_S = 0.05
+#: A stall at least this long is also logged.
+LAG_WARN_S = 1.0
 
 
 class JobServiceApp:
@@ -164,6 +168,7 @@ class JobServiceApp:
         self._tasks = [
             loop.create_task(self.writer.run(), name="writer"),
             loop.create_task(self._health_loop(), name="health"),
+            loop.create_task(self._lag_loop(), name="event loop lag"),
         ]
         log.info(
             "job service listening on %s:%d, Armada at %s, database %s",
@@ -202,6 +207,18 @@ class JobServiceApp:
             await self._publish_health()
             if self.gc_policy is not None:
                 self.gc_policy.step(loop.time())
+
+    async def _lag_loop(self) -> None:
+        """Observe how late a short timer fires: the event loop's stalls, as polls feel them."""
+        loop = asyncio.get_running_loop()
+        observe = self.metrics.loop_lag.observe
+        while True:
+            due = loop.time() + LAG_PROBE_S
+            await asyncio.sleep(LAG_PROBE_S)
+            lag = max(0.0, loop.time() - due)
+            observe(lag)
+            if lag >= LAG_WARN_S:
+                log.warning("the event loop stalled for %.1f s; polls waited as long", lag)
 
     async def stop(self) -> None:
         """Shut down gracefully and write everything cached; idempotent."""

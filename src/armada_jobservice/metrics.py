@@ -42,6 +42,13 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10),
             registry=self.registry,
         )
+        self.loop_lag = Histogram(
+            f"{PREFIX}_event_loop_lag_seconds",
+            "How late a 50 ms timer on the event loop fired: time the loop spent "
+            "on other work without yielding (garbage collection, a burst of events).",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
         self.healthy = Gauge(
             f"{PREFIX}_serving", "1 while the service reports SERVING.", registry=self.registry
         )
