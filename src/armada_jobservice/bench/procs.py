@@ -7,6 +7,7 @@ Every server runs in a process of its own so that its CPU time is its own:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -191,3 +192,31 @@ class Child:
             self.proc.kill()
             self.proc.join()
         self.conn.close()
+
+
+class ServingChild:
+    """Parent-side handle of a child that serves gRPC on 127.0.0.1 and answers requests.
+
+    The child sends ``(tag, port)`` once it listens and ends on a ``("stop",)``
+    request.
+    """
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        self.child = Child(target, *args)
+        _, self.port = self.child.recv()
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self.child.pid
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of its gRPC API."""
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Ask the child to end, then make sure it has."""
+        with contextlib.suppress(Exception):
+            self.child.call("stop", timeout_s=10)
+        self.child.stop()

@@ -194,14 +194,25 @@ def _last_polls(seeded: Sequence[Seeded], queue: str, want: int) -> list[Poll]:
 # -- 1 ---------------------------------------------------------------------------------
 
 
+def _seed_for_polls(bench: Bench, queue: str) -> tuple[list[Seeded], list[Poll]]:
+    """Seed the poll scenarios' job sets (all jobs end SUCCEEDED) and a poll of each job.
+
+    The polls are shuffled with a fixed seed, so consecutive polls hit
+    different job sets and every run sends the same sequence.
+    """
+    sz = bench.sizes
+    seeded = bench.sim.seed(queue, queue, sz.poll_sets, sz.poll_jobs_per_set, LIFECYCLE)
+    polls: list[Poll] = [(queue, s, j, SUCCEEDED) for s, jobs, _ in seeded for j in jobs]
+    random.Random(1).shuffle(polls)
+    return seeded, polls
+
+
 def cache_hits(bench: Bench) -> None:
     """Scenario 1: polls of cached jobs vs a bare grpc.aio server answering a constant."""
     sz, rep = bench.sizes, bench.report
     sc = "1 cache-hit polls"
     queue = "hits"
-    seeded = bench.sim.seed(queue, "hits", sz.poll_sets, sz.poll_jobs_per_set, LIFECYCLE)
-    polls: list[Poll] = [(queue, s, j, SUCCEEDED) for s, jobs, _ in seeded for j in jobs]
-    random.Random(1).shuffle(polls)
+    seeded, polls = _seed_for_polls(bench, queue)
     conc = sz.concurrency
 
     base = ServerChild("constant")
@@ -713,9 +724,7 @@ def old_way(bench: Bench) -> None:
     sz, rep = bench.sizes, bench.report
     sc = "6 old way"
     queue = "old"
-    seeded = bench.sim.seed(queue, "old", sz.poll_sets, sz.poll_jobs_per_set, LIFECYCLE)
-    polls: list[Poll] = [(queue, s, j, SUCCEEDED) for s, jobs, _ in seeded for j in jobs]
-    random.Random(1).shuffle(polls)
+    seeded, polls = _seed_for_polls(bench, queue)
     events = len(polls) * len(LIFECYCLE)
 
     def run(address: str, pid: int) -> tuple[float, float, float]:

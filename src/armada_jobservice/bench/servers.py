@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from typing import Any
 
@@ -18,7 +17,7 @@ import grpc
 from armada_client.armada import event_pb2, event_pb2_grpc
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
-from armada_jobservice.bench.procs import Child
+from armada_jobservice.bench.procs import ServingChild
 from armada_jobservice.states import WireState, map_event, next_state
 
 _Response = jobservice_pb2.JobServiceResponse
@@ -118,25 +117,8 @@ def _main(conn: Any, kind: str, *args: Any) -> None:
         conn.send(("error", repr(exc)))
 
 
-class ServerChild:
+class ServerChild(ServingChild):
     """Parent-side handle of a comparison server."""
 
     def __init__(self, kind: str, *args: Any) -> None:
-        self.child = Child(_main, kind, *args)
-        _, self.port = self.child.recv()
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        return self.child.pid
-
-    @property
-    def address(self) -> str:
-        """``host:port`` of its gRPC API."""
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        """End the server."""
-        with contextlib.suppress(Exception):
-            self.child.call("stop", timeout_s=10)
-        self.child.stop()
+        super().__init__(_main, kind, *args)

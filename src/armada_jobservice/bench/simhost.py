@@ -8,12 +8,11 @@ turns a few requests from the parent into calls of that API.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from typing import Any
 
-from armada_jobservice.bench.procs import Child
+from armada_jobservice.bench.procs import ServingChild
 from armada_jobservice.sim import ArmadaSimulator, build_event, failure_fields
 from armada_jobservice.sim.engine import new_job_id
 
@@ -140,22 +139,11 @@ def _main(conn: Any) -> None:
         conn.send(("error", repr(exc)))
 
 
-class SimHost:
+class SimHost(ServingChild):
     """Parent-side handle of the simulator child."""
 
     def __init__(self) -> None:
-        self.child = Child(_main)
-        _, self.port = self.child.recv()
-
-    @property
-    def pid(self) -> int:
-        """The simulator's process id."""
-        return self.child.pid
-
-    @property
-    def address(self) -> str:
-        """``host:port`` of the simulated Armada."""
-        return f"127.0.0.1:{self.port}"
+        super().__init__(_main)
 
     def _ok(self, *request: Any, timeout_s: float = 300.0) -> Any:
         answer = self.child.call(*request, timeout_s=timeout_s)
@@ -195,9 +183,3 @@ class SimHost:
         """Let held streams send; return the wall-clock time of the release."""
         at: float = self._ok("release")
         return at
-
-    def stop(self) -> None:
-        """End the simulator."""
-        with contextlib.suppress(Exception):
-            self.child.call("stop", timeout_s=10)
-        self.child.stop()
