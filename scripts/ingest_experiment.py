@@ -110,9 +110,9 @@ async def _base(port: int, streams: int, total: int) -> tuple[float, float]:
 
 
 async def _service(port: int, streams: int, total: int, mode: str) -> tuple[float, float]:
-    from armada_jobservice.app import JobServiceApp
-    from armada_jobservice.cache import JobSetKey
-    from armada_jobservice.config import Settings
+    from armada_jobservice.server.app import JobServiceApp
+    from armada_jobservice.server.cache import JobSetKey
+    from armada_jobservice.server.config import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(

@@ -14,8 +14,8 @@ import grpc
 import pytest
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
-from armada_jobservice.app import JobServiceApp
-from armada_jobservice.config import Settings
+from armada_jobservice.server.app import JobServiceApp
+from armada_jobservice.server.config import Settings
 
 from .fake_armada import FakeArmada
 

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from armada_jobservice._gen import jobservice_pb2
+from armada_jobservice._wire import TERMINAL_STATES
 
 
 class JobState(enum.StrEnum):
@@ -23,7 +24,7 @@ class JobState(enum.StrEnum):
     @property
     def is_terminal(self) -> bool:
         """Whether the job has ended and its state will not change again."""
-        return self in _TERMINAL
+        return self.value in _TERMINAL_NAMES
 
     @property
     def is_success(self) -> bool:
@@ -35,9 +36,6 @@ class JobState(enum.StrEnum):
         """Map a wire enum number to a state; raises ``ValueError`` for an unknown number."""
         # The wire names are fixed by the contract, so the enum's names double as the lookup key.
         return cls(jobservice_pb2.JobServiceResponse.State.Name(value))
-
-
-_TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
 class ServingStatus(enum.StrEnum):
@@ -55,6 +53,9 @@ class ServingStatus(enum.StrEnum):
         except ValueError:
             return cls.UNKNOWN
         return cls(name)
+
+
+_TERMINAL_NAMES = frozenset(s.name for s in TERMINAL_STATES)
 
 
 @dataclass(frozen=True, slots=True)

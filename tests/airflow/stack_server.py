@@ -13,8 +13,8 @@ import json
 import sys
 import tempfile
 
-from armada_jobservice.app import JobServiceApp
-from armada_jobservice.config import Settings
+from armada_jobservice.server.app import JobServiceApp
+from armada_jobservice.server.config import Settings
 from armada_jobservice.sim import ArmadaSimulator
 
 

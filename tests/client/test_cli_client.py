@@ -12,7 +12,7 @@ import pytest
 
 from armada_jobservice import AsyncJobServiceClient, JobState
 from armada_jobservice.cli import main
-from armada_jobservice.client_cli import Progress
+from armada_jobservice.cli.client import Progress
 
 from .conftest import Stack
 

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from armada_jobservice.cli import main
-from armada_jobservice.demo import DemoOptions, run_demo
+from armada_jobservice.cli.demo import DemoOptions, run_demo
 
 
 async def test_the_demo_tracks_every_job_to_a_terminal_state() -> None:

@@ -13,8 +13,8 @@ import pytest
 from armada_client.asyncio_client import ArmadaAsyncIOClient
 
 from armada_jobservice.cli import build_parser
+from armada_jobservice.cli.sim import build
 from armada_jobservice.sim import ArmadaSimulator, SimulatorError
-from armada_jobservice.sim.cli import build
 
 
 async def test_start_stop_is_idempotent_and_port_0_picks_a_port() -> None:

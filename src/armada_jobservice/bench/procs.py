@@ -11,19 +11,18 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
+
+from armada_jobservice.cli.ready import NotReady, wait_for_ready_file
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-_LISTENING = re.compile(r"job service listening on [\d.]+:(\d+)")
 
 #: Children are spawned, not forked: gRPC's threads do not survive a fork.
 SPAWN = multiprocessing.get_context("spawn")
@@ -81,8 +80,8 @@ class ServiceProcess:
         self.port = 0
         self.started_at = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
-        self._ready = threading.Event()
-        self._drain: threading.Thread | None = None
+        self._log: BinaryIO | None = None
+        self.ready_file = log_path.with_suffix(".ready.json")
 
     @property
     def pid(self) -> int:
@@ -97,30 +96,21 @@ class ServiceProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> ServiceProcess:
-        """Spawn it and wait until it logs its port; returns self."""
+        """Spawn it and wait for its ready file, which names its port; returns self."""
         cmd = [sys.executable, "-m", "armada_jobservice.cli", "serve"]
-        cmd += ["--grpc-host", "127.0.0.1", "--grpc-port", "0", *self.args]
+        cmd += ["--grpc-host", "127.0.0.1", "--grpc-port", "0"]
+        cmd += ["--ready-file", str(self.ready_file), *self.args]
+        self.ready_file.unlink(missing_ok=True)
         self.started_at = time.perf_counter()
-        self._proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        self._drain = threading.Thread(target=self._read_log, daemon=True)
-        self._drain.start()
-        if not self._ready.wait(timeout_s) or not self.port:
+        self._log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(cmd, stderr=self._log, stdin=subprocess.DEVNULL)
+        try:
+            ready = wait_for_ready_file(self.ready_file, self._proc, timeout_s)
+        except NotReady as exc:
             self.stop()
-            raise BenchError(f"the service did not start; see {self.log_path}")
+            raise BenchError(f"the service did not start ({exc}); see {self.log_path}") from exc
+        self.port = ready.grpc_port
         return self
-
-    def _read_log(self) -> None:
-        assert self._proc is not None
-        assert self._proc.stderr is not None
-        with self.log_path.open("ab") as out:
-            for line in self._proc.stderr:
-                out.write(line)
-                if not self.port:
-                    match = _LISTENING.search(line.decode(errors="replace"))
-                    if match:
-                        self.port = int(match.group(1))
-                        self._ready.set()
-        self._ready.set()
 
     def stop(self, timeout_s: float = 60.0) -> int | None:
         """SIGTERM it and wait for it to exit; return its exit code."""
@@ -134,8 +124,9 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-        if self._drain is not None:
-            self._drain.join(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         return code
 
     def __enter__(self) -> ServiceProcess:

@@ -24,10 +24,10 @@ from armada_jobservice.bench.procs import (
 from armada_jobservice.bench.report import Figure, Report
 from armada_jobservice.bench.servers import ServerChild
 from armada_jobservice.bench.simhost import Seeded, SimHost
-from armada_jobservice.cache import JobRow, JobSetKey
+from armada_jobservice.server.cache import JobRow, JobSetKey
+from armada_jobservice.server.store.base import JobSetWrite
+from armada_jobservice.server.store.sqlite import SQLiteStore
 from armada_jobservice.sim.engine import new_job_id
-from armada_jobservice.store.base import JobSetWrite
-from armada_jobservice.store.sqlite import SQLiteStore
 
 SUBMITTED, RUNNING, FAILED, SUCCEEDED = 0, 2, 3, 4
 LIFECYCLE = ("submitted", "running", "succeeded")

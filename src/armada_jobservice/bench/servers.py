@@ -17,8 +17,9 @@ import grpc
 from armada_client.armada import event_pb2, event_pb2_grpc
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice._wire import WireState
 from armada_jobservice.bench.procs import ServingChild
-from armada_jobservice.states import WireState, map_event, next_state
+from armada_jobservice.server.states import map_event, next_state
 
 _Response = jobservice_pb2.JobServiceResponse
 

@@ -1,0 +1,35 @@
+"""The job states of the wire contract: their numbers, and which of them are terminal.
+
+The one definition both halves of the package use: the client's string-valued
+``JobState`` takes its terminal states from here, the service keeps and
+compares these small ints on its hot paths, and the bench builds its
+expected answers from them. The numbers are those of
+``jobservice.JobServiceResponse.State`` (a test checks them against the
+generated code).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class WireState(enum.IntEnum):
+    """A job's state as the service keeps and sends it (``JobServiceResponse.State``)."""
+
+    SUBMITTED = 0
+    DUPLICATE_FOUND = 1
+    RUNNING = 2
+    FAILED = 3
+    SUCCEEDED = 4
+    CANCELLED = 5
+    JOB_ID_NOT_FOUND = 6
+    CONNECTION_ERR = 7
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether no later event can change this state."""
+        return self in TERMINAL_STATES
+
+
+#: The states a job never leaves: the job has ended.
+TERMINAL_STATES = frozenset({WireState.FAILED, WireState.SUCCEEDED, WireState.CANCELLED})

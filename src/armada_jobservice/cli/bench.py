@@ -1,0 +1,93 @@
+"""``armada-jobservice bench``: every scenario, each figure beside its baseline."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from armada_jobservice.bench import scenarios
+from armada_jobservice.bench.report import Report, table
+from armada_jobservice.cli.exit_codes import ExitCode
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``bench`` sub-command."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark the job service against baselines measured in the same run",
+        description=(
+            "Start the Armada simulator, the job service and each baseline as separate "
+            "processes on 127.0.0.1, load them from separate processes and print every "
+            "figure beside its baseline, with their ratio. See docs/benchmarks.md."
+        ),
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller and shorter (< 2 min)")
+    parser.add_argument(
+        "--smoke", action="store_true", help=argparse.SUPPRESS
+    )  # tiny sizes: the smoke test's run through the same code
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--only",
+        metavar="N,N",
+        default=",".join(scenarios.SCENARIOS),
+        help="scenarios to run (default: all; 1 includes 2)",
+    )
+    parser.add_argument("--workdir", type=Path, help="keep databases and logs here")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the selected scenarios and print (and optionally write) the report."""
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in scenarios.SCENARIOS]
+    if unknown:
+        print(f"armada-jobservice bench: no scenario {', '.join(unknown)}", file=sys.stderr)
+        return ExitCode.USAGE
+    command = "armada-jobservice " + shlex.join(sys.argv[1:])
+    report = Report(command=command, mode=mode)
+    report.info.update(
+        python=platform.python_version(),
+        sqlite=sqlite3.sqlite_version,
+        machine=platform.machine(),
+        cpus=_cpus(),
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="jobservice-bench-") as scratch:
+        workdir = args.workdir or Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        bench = scenarios.Bench(report, scenarios.SIZES[mode], workdir)
+        try:
+            for n in wanted:
+                t0 = time.perf_counter()
+                print(f"scenario {n}: {scenarios.SCENARIOS[n].__doc__}", file=sys.stderr)
+                try:
+                    scenarios.SCENARIOS[n](bench)
+                except Exception as exc:
+                    report.errors.append(f"scenario {n} failed: {exc!r}")
+                report.info[f"scenario_{n}_s"] = round(time.perf_counter() - t0, 1)
+        finally:
+            bench.close()
+    report.info["total_s"] = round(time.perf_counter() - started, 1)
+    print(table(sorted(report.figures, key=lambda f: f.scenario[:1])))
+    print()
+    print("CPU seconds used: " + ", ".join(f"{k} {v:.1f}" for k, v in report.cpu_s.items()))
+    print(f"total {report.info['total_s']} s, mode {mode}")
+    for error in report.errors:
+        print(f"problem: {error}")
+    if args.json is not None:
+        report.write_json(args.json)
+    return ExitCode.FAILED if report.errors else ExitCode.OK
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))

@@ -1,0 +1,358 @@
+"""``armada-jobservice status | wait | health``: ask a running job service from the shell.
+
+Exit codes (also in ``docs/cli.md``): 0 every job SUCCEEDED (health: SERVING);
+1 a job FAILED or was CANCELLED (health: not SERVING); 2 bad arguments; 3 a job
+is still in progress; 4 a job is JOB_ID_NOT_FOUND; 5 the service could not be
+asked; 6 ``wait`` gave up on a job (a timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+
+from armada_jobservice._async_client import AsyncJobServiceClient
+from armada_jobservice._channel import DEFAULT_TARGET
+from armada_jobservice._exceptions import JobServiceError, WaitTimeout
+from armada_jobservice._types import JobState, ServingStatus
+from armada_jobservice._wait import (
+    DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
+    DEFAULT_NOT_FOUND_TIMEOUT_S,
+    DEFAULT_POLL_INTERVAL_S,
+)
+from armada_jobservice.cli.exit_codes import ExitCode
+
+TARGET_ENV = "ARMADA_JOBSERVICE_TARGET"
+TOKEN_ENV = "ARMADA_JOBSERVICE_TOKEN"
+TIMED_OUT = "TIMED_OUT"
+"""The state column of a job ``wait`` gave up on (not a job-service state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One job's line of output."""
+
+    job_id: str
+    state: str
+    error: str = ""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``status``, ``wait`` and ``health`` sub-commands."""
+    status = subparsers.add_parser(
+        "status",
+        help="print the state of jobs",
+        description="Print one line per job. Exit code: 0 all succeeded, 1 one failed or "
+        "was cancelled, 3 one is still in progress, 4 one is not found, 5 service error.",
+    )
+    _job_arguments(status)
+    _connection_arguments(status)
+    status.set_defaults(handler=run_status)
+
+    wait = subparsers.add_parser(
+        "wait",
+        help="wait until jobs end",
+        description="Poll until every job has ended, then print one line per job. Exit code: "
+        "0 all succeeded, 1 one failed or was cancelled, 6 gave up on one, 5 service error.",
+    )
+    _job_arguments(wait)
+    wait.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        default=DEFAULT_POLL_INTERVAL_S,
+        metavar="S",
+        help=f"seconds between polls of one job (default: {DEFAULT_POLL_INTERVAL_S:g})",
+    )
+    wait.add_argument(
+        "--not-found-timeout",
+        type=_seconds,
+        default=DEFAULT_NOT_FOUND_TIMEOUT_S,
+        metavar="S",
+        help="give up on a job not found for this long, counted from when it was first "
+        f"missing (default: {DEFAULT_NOT_FOUND_TIMEOUT_S:g})",
+    )
+    wait.add_argument(
+        "--connection-error-timeout",
+        type=_seconds,
+        default=DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
+        metavar="S",
+        help="give up after CONNECTION_ERR or an unreachable service for this "
+        f"long (default: {DEFAULT_CONNECTION_ERROR_TIMEOUT_S:g})",
+    )
+    wait.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="give up on the whole wait after this long (default: no limit)",
+    )
+    wait.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="live progress view on stderr: auto shows it on a terminal (default: auto)",
+    )
+    _connection_arguments(wait)
+    wait.set_defaults(handler=run_wait)
+
+    health = subparsers.add_parser(
+        "health",
+        help="check that the service is serving",
+        description="Exit code 0 only when the service answers SERVING; 1 when it answers "
+        "anything else, 5 when it cannot be asked.",
+    )
+    _connection_arguments(health)
+    health.set_defaults(handler=run_health)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queue", metavar="QUEUE")
+    parser.add_argument("job_set_id", metavar="JOB_SET")
+    parser.add_argument("job_ids", metavar="JOB_ID", nargs="+")
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        default=None,
+        metavar="HOST:PORT",
+        help=f"the job service (default: ${TARGET_ENV} or {DEFAULT_TARGET})",
+    )
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (system CAs)")
+    parser.add_argument(
+        "--ca-cert",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="connect with TLS, trusting this PEM file (implies --tls)",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="deadline of one call, retries included (default: 10)",
+    )
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON document for scripts (default: text)",
+    )
+
+
+def _client(args: argparse.Namespace) -> AsyncJobServiceClient:
+    """Build the client from the flags and the environment (a token is never a flag)."""
+    tls: bool | grpc.ChannelCredentials = bool(args.tls)
+    if args.ca_cert is not None:
+        try:
+            tls = grpc.ssl_channel_credentials(root_certificates=args.ca_cert.read_bytes())
+        except OSError as exc:
+            raise _UsageError(f"cannot read --ca-cert: {exc.strerror}: {args.ca_cert}") from exc
+    token = os.environ.get(TOKEN_ENV)
+    creds = grpc.access_token_call_credentials(token) if token else None
+    target = args.target or os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+    return AsyncJobServiceClient(
+        target, tls=tls, call_credentials=creds, call_timeout_s=args.call_timeout
+    )
+
+
+class _UsageError(Exception):
+    """A bad argument found after parsing; reported like argparse's own errors."""
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"armada-jobservice: error: {message}", file=sys.stderr)
+    return code
+
+
+def _guarded(args: argparse.Namespace, body: Any) -> int:
+    """Run the command's coroutine, turning every expected error into one line."""
+    try:
+        return int(asyncio.run(body(args)))
+    except _UsageError as exc:
+        return _fail(str(exc), ExitCode.USAGE)
+    except JobServiceError as exc:
+        return _fail(str(exc), ExitCode.SERVICE_ERROR)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print each job's state and return the exit code for them."""
+    return _guarded(args, _status)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        statuses = await asyncio.gather(
+            *(client.get_job_status(args.queue, args.job_set_id, j) for j in args.job_ids)
+        )
+    rows = [Row(j, s.state.value, s.error) for j, s in zip(args.job_ids, statuses, strict=True)]
+    _print_rows(args, rows, sys.stdout)
+    return exit_code_for(rows)
+
+
+def exit_code_for(rows: Iterable[Row]) -> int:
+    """The exit code for a set of job states: the worst one decides."""
+    states = {row.state for row in rows}
+    if states & {JobState.FAILED.value, JobState.CANCELLED.value}:
+        return ExitCode.FAILED
+    if TIMED_OUT in states:
+        return ExitCode.TIMEOUT
+    if JobState.JOB_ID_NOT_FOUND.value in states:
+        return ExitCode.NOT_FOUND
+    if states - {JobState.SUCCEEDED.value}:
+        return ExitCode.IN_PROGRESS
+    return ExitCode.OK
+
+
+def run_wait(args: argparse.Namespace) -> int:
+    """Wait for every job to end, with a progress view, and return the exit code."""
+    return _guarded(args, _wait)
+
+
+async def _wait(args: argparse.Namespace) -> int:
+    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    progress = Progress(args.job_ids, live=show)
+
+    async def one(client: AsyncJobServiceClient, job_id: str) -> Row:
+        try:
+            status = await client.wait_for_job(
+                args.queue,
+                args.job_set_id,
+                job_id,
+                poll_interval_s=args.poll_interval,
+                not_found_timeout_s=args.not_found_timeout,
+                connection_error_timeout_s=args.connection_error_timeout,
+                timeout_s=args.timeout,
+                on_status=lambda s: progress.update(job_id, s.state.value),
+            )
+        except WaitTimeout as exc:
+            progress.update(job_id, TIMED_OUT)
+            return Row(job_id, TIMED_OUT, str(exc))
+        return Row(job_id, status.state.value, status.error)
+
+    async with _client(args) as client:
+        with progress:
+            rows = await asyncio.gather(*(one(client, j) for j in args.job_ids))
+    _print_rows(args, rows, sys.stdout)
+    return exit_code_for(rows)
+
+
+def run_health(args: argparse.Namespace) -> int:
+    """Print the service's serving status; exit 0 only for SERVING."""
+    return _guarded(args, _health)
+
+
+async def _health(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        status = await client.health()
+    if args.output == "json":
+        print(json.dumps({"status": status.value}))
+    else:
+        print(status.value)
+    return ExitCode.OK if status is ServingStatus.SERVING else ExitCode.FAILED
+
+
+def _print_rows(args: argparse.Namespace, rows: Sequence[Row], out: IO[str]) -> None:
+    if args.output == "json":
+        doc = [
+            {
+                "queue": args.queue,
+                "job_set_id": args.job_set_id,
+                "job_id": r.job_id,
+                "state": r.state,
+                "error": r.error,
+            }
+            for r in rows
+        ]
+        print(json.dumps(doc, indent=2), file=out)
+        return
+    width = max(len(r.job_id) for r in rows)
+    for r in rows:
+        line = f"{r.job_id:<{width}}  {r.state}"
+        # Error texts can span lines (container messages); one job stays one line.
+        print(line + (f"  {' '.join(r.error.split())}" if r.error else ""), file=out)
+
+
+class Progress:
+    """A live view of many jobs' states on stderr, or plain change lines when not live."""
+
+    MAX_ROWS = 15
+
+    def __init__(self, job_ids: Sequence[str], *, live: bool, file: IO[str] | None = None) -> None:
+        self.states: dict[str, str] = dict.fromkeys(job_ids, "WAITING")
+        self.live = live
+        self.file = file
+        self._live: Any = None
+
+    def update(self, job_id: str, state: str) -> None:
+        """Record a job's latest state; in plain mode print it when it changed."""
+        if self.states.get(job_id) == state:
+            return
+        self.states[job_id] = state
+        if not self.live:
+            print(f"{job_id}: {state}", file=self.file or sys.stderr)
+        elif self._live is not None:
+            self._live.refresh()
+
+    def render(self) -> Any:
+        """Build the view: counts per state, then the jobs that have not ended yet."""
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        counts: dict[str, int] = {}
+        for state in self.states.values():
+            counts[state] = counts.get(state, 0) + 1
+        ended = sum(n for s, n in counts.items() if s in _ENDED)
+        summary = Text(f"{ended}/{len(self.states)} ended  ")
+        summary.append("  ".join(f"{s}: {n}" for s, n in sorted(counts.items())))
+        table = Table(box=None, show_header=True, pad_edge=False)
+        table.add_column("job")
+        table.add_column("state")
+        pending = [(j, s) for j, s in self.states.items() if s not in _ENDED]
+        for job_id, state in pending[: self.MAX_ROWS]:
+            table.add_row(job_id, state)
+        parts: list[Any] = [summary]
+        if pending:
+            parts.append(table)
+        if len(pending) > self.MAX_ROWS:
+            parts.append(Text(f"... and {len(pending) - self.MAX_ROWS} more"))
+        return Group(*parts)
+
+    def __enter__(self) -> Progress:
+        if self.live:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(file=self.file or sys.stderr)
+            self._live = Live(get_renderable=self.render, console=console, refresh_per_second=4)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc_info)
+            self._live = None
+
+
+_ENDED = frozenset({s.value for s in JobState if s.is_terminal} | {TIMED_OUT})

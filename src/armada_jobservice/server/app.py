@@ -1,0 +1,259 @@
+"""The job service as one object: wires settings, store, upstream, cache and gRPC server.
+
+``async with JobServiceApp(settings) as app`` starts everything (gRPC on
+``app.grpc_port``) and, on exit, stops accepting calls, finishes those in
+flight, closes the event streams, writes a final flush and closes the
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice.server.auth import AcceptedTokens, BearerAuthInterceptor
+from armada_jobservice.server.config import Settings
+from armada_jobservice.server.errors import ConfigError, StoreError
+from armada_jobservice.server.gc_policy import GcPolicy
+from armada_jobservice.server.metrics import Metrics
+from armada_jobservice.server.servicer import JobServiceServicer
+from armada_jobservice.server.store import Store, open_store
+from armada_jobservice.server.store.thread import AsyncStore
+from armada_jobservice.server.subscriptions import SubscriptionManager
+from armada_jobservice.server.upstream import Upstream
+from armada_jobservice.server.writer import Writer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = jobservice_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+HEALTH_POLL_S = 1.0
+#: Period of the timer whose lateness measures the event loop's stalls.
+LAG_PROBE_S = 0.05
+#: A stall at least this long is also logged.
+LAG_WARN_S = 1.0
+
+
+class JobServiceApp:
+    """A running job service; ``start()`` / idempotent ``stop()`` or ``async with``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        shutdown_grace_s: float = 5.0,
+        gc_policy: GcPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = AsyncStore(store if store is not None else open_store(settings.database))
+        self.upstream = Upstream(settings)
+        self.subscriptions = SubscriptionManager(
+            self.upstream,
+            self.store,
+            self.metrics,
+            max_subscriptions=settings.max_subscriptions,
+            subscription_expiry_s=settings.subscription_expiry_s,
+            connection_error_grace_s=settings.connection_error_grace_s,
+            reconnect_max_backoff_s=settings.reconnect_max_backoff_s,
+        )
+        self.writer = Writer(
+            self.subscriptions,
+            self.store,
+            self.metrics,
+            flush_interval_s=settings.flush_interval_s,
+            job_set_retention_s=settings.job_set_retention_s,
+        )
+        self.shutdown_grace_s = shutdown_grace_s
+        #: Freezes long-lived objects so collector pauses stay short; the
+        #: serve command installs one (it changes process-wide state).
+        self.gc_policy = gc_policy
+        self.grpc_port = 0
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._metrics_server: Any = None
+        self._running = False
+        self._stopped = False
+        self.metrics.gauge(
+            "subscriptions_active",
+            "Job sets with an open event stream.",
+            lambda: self.subscriptions.active,
+        )
+        self.metrics.gauge(
+            "cached_job_sets", "Job sets held in memory.", lambda: len(self.subscriptions.job_sets)
+        )
+        self.metrics.gauge("cached_jobs", "Jobs held in memory.", self.subscriptions.cached_jobs)
+
+    def is_serving(self) -> bool:
+        """Whether the service runs and its database answered the last time it was asked."""
+        return self._running and self.writer.store_ok
+
+    async def start(self) -> None:
+        """Open the database, start the gRPC server, the writer and the metrics endpoint."""
+        try:
+            await self.store.open()
+        except StoreError as exc:
+            raise ConfigError("database", str(exc)) from exc
+        try:
+            await self._start_serving()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_serving(self) -> None:
+        interceptors = []
+        if self.settings.client_tokens_file is not None:
+            interceptors.append(
+                BearerAuthInterceptor(AcceptedTokens(self.settings.client_tokens_file))
+            )
+        elif self.settings.grpc_host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "no client authentication (client_tokens_file): anyone who reaches port %s "
+                "can make this service watch job sets with its Armada identity",
+                self.settings.grpc_port,
+            )
+        options = [
+            # A second service on the same port must fail, not share it.
+            ("grpc.so_reuseport", 0),
+            # gRPC core answers CANCELLED to calls beyond 1,000 waiting for a
+            # handler; a burst of Airflow polls should queue, not fail.
+            ("grpc.server.max_pending_requests", 100_000),
+            ("grpc.server.max_pending_requests_hard_limit", 100_000),
+        ]
+        server = grpc.aio.server(options=options, interceptors=interceptors)
+        servicer = JobServiceServicer(
+            self.subscriptions,
+            self.metrics,
+            self.is_serving,
+            self.settings.connection_error_grace_s,
+        )
+        jobservice_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            servicer, server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        try:
+            if self.settings.grpc_tls_cert_file is None:
+                self.grpc_port = server.add_insecure_port(address)
+            else:
+                self.grpc_port = server.add_secure_port(address, self._server_credentials())
+        except RuntimeError as exc:
+            raise ConfigError("grpc_port", f"cannot listen on {address}: {exc}") from exc
+        await server.start()
+        self._server = server
+        if self.settings.metrics_port is not None:
+            try:
+                self._metrics_server = self.metrics.serve(
+                    self.settings.metrics_host, self.settings.metrics_port
+                )
+            except OSError as exc:
+                raise ConfigError("metrics_port", f"cannot listen: {exc}") from exc
+            self.metrics_port = self._metrics_server.server_port
+        self._running = True
+        await self.writer.check_store()
+        await self._publish_health()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.writer.run(), name="writer"),
+            loop.create_task(self._health_loop(), name="health"),
+            loop.create_task(self._lag_loop(), name="event loop lag"),
+        ]
+        log.info(
+            "job service listening on %s:%d, Armada at %s, database %s",
+            self.settings.grpc_host,
+            self.grpc_port,
+            self.settings.armada_url,
+            self.settings.database,
+        )
+
+    def _server_credentials(self) -> grpc.ServerCredentials:
+        pair = []
+        for name in ("grpc_tls_key_file", "grpc_tls_cert_file"):
+            path = getattr(self.settings, name)
+            try:
+                with open(path, "rb") as fh:
+                    pair.append(fh.read())
+            except OSError as exc:
+                raise ConfigError(name, f"cannot read {path}: {exc.strerror}") from exc
+        return grpc.ssl_server_credentials([(pair[0], pair[1])])
+
+    async def _publish_health(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.is_serving()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        self.metrics.healthy.set(1 if status == health_pb2.HealthCheckResponse.SERVING else 0)
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, status)
+
+    async def _health_loop(self) -> None:
+        # Also the garbage-collector policy's clock: both want a tick a second.
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HEALTH_POLL_S)
+            await self._publish_health()
+            if self.gc_policy is not None:
+                self.gc_policy.step(loop.time())
+
+    async def _lag_loop(self) -> None:
+        """Observe how late a short timer fires: the event loop's stalls, as polls feel them."""
+        loop = asyncio.get_running_loop()
+        observe = self.metrics.loop_lag.observe
+        while True:
+            due = loop.time() + LAG_PROBE_S
+            await asyncio.sleep(LAG_PROBE_S)
+            lag = max(0.0, loop.time() - due)
+            observe(lag)
+            if lag >= LAG_WARN_S:
+                log.warning("the event loop stalled for %.1f s; polls waited as long", lag)
+
+    async def stop(self) -> None:
+        """Shut down gracefully and write everything cached; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._running = False
+        if self._server is not None:
+            await self._publish_health()
+            # Stop accepting, let calls in flight finish within the grace.
+            await self._server.stop(self.shutdown_grace_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.subscriptions.close()
+        try:
+            written = await self.writer.flush_once()
+            log.info("final flush wrote %d jobs", written)
+        except StoreError as exc:
+            log.error("final flush failed: %s", exc)
+        await self.store.close()
+        await self.upstream.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        log.info("job service stopped")
+
+    async def __aenter__(self) -> JobServiceApp:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,109 @@
+"""The ``jobservice.JobService`` gRPC API, answered from the cache.
+
+A poll of a subscribed job set is a dictionary lookup with no ``await`` and no
+database access. Bad input is INVALID_ARGUMENT naming the field; every other
+problem is a CONNECTION_ERR answer with its reason, never a gRPC error, since
+existing clients keep polling on CONNECTION_ERR and give up on errors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice._wire import TERMINAL_STATES, WireState
+from armada_jobservice.server.cache import JobSetKey
+from armada_jobservice.server.errors import StoreError
+from armada_jobservice.server.metrics import Metrics
+from armada_jobservice.server.subscriptions import SubscriptionLimitReached, SubscriptionManager
+
+MAX_ID_LENGTH = 1024
+
+_Response = jobservice_pb2.JobServiceResponse
+_CONNECTION_ERR = int(WireState.CONNECTION_ERR)
+_NOT_FOUND = int(WireState.JOB_ID_NOT_FOUND)
+_TERMINAL = frozenset(int(s) for s in TERMINAL_STATES)
+_PLAIN = tuple(_Response(state=int(s)) for s in WireState)  # type: ignore[arg-type]
+
+
+def invalid_field(queue: str, job_set_id: str, job_id: str) -> str | None:
+    """Why a request cannot be answered, naming the field, or None when it is fine."""
+    for name, value in (("queue", queue), ("job_set_id", job_set_id), ("job_id", job_id)):
+        if not value:
+            return f"{name} must not be empty"
+        if len(value) > MAX_ID_LENGTH:
+            return f"{name} is longer than {MAX_ID_LENGTH} characters ({len(value)})"
+    return None
+
+
+class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
+    """Answers ``GetJobStatus`` from the cache and ``Health`` from the service's state."""
+
+    def __init__(
+        self,
+        subscriptions: SubscriptionManager,
+        metrics: Metrics,
+        is_serving: Callable[[], bool],
+        connection_error_grace_s: float,
+    ) -> None:
+        self._subs = subscriptions
+        self._job_sets = subscriptions.job_sets
+        self._polls = metrics.polls_by_state
+        self._is_serving = is_serving
+        self._grace_s = connection_error_grace_s
+
+    async def GetJobStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Answer the cached state of one job, subscribing to its job set on first sight."""
+        # Each protobuf field read costs; read each once.
+        queue, job_set_id, job_id = request.queue, request.job_set_id, request.job_id
+        if (
+            not (queue and job_set_id and job_id)
+            or len(queue) > MAX_ID_LENGTH
+            or len(job_set_id) > MAX_ID_LENGTH
+            or len(job_id) > MAX_ID_LENGTH
+        ):
+            problem = invalid_field(queue, job_set_id, job_id)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(problem))
+        now = time.monotonic()
+        # A plain tuple: equal to (and hashed as) the JobSetKey the dict holds,
+        # without a NamedTuple construction per poll.
+        key = (queue, job_set_id)
+        js = self._job_sets.get(key)  # type: ignore[call-overload]
+        if js is None or js.stream is None or not js.loaded:
+            try:
+                js = self._subs.subscribe(JobSetKey(*key), now)
+                await self._subs.ensure_loaded(js)
+            except SubscriptionLimitReached as exc:
+                if js is not None and js.loaded and js.is_terminal(job_id):
+                    return self._answer(*js.lookup(job_id))
+                return self._answer(_CONNECTION_ERR, str(exc))
+            except StoreError as exc:
+                return self._answer(_CONNECTION_ERR, f"job service database: {exc}")
+        else:
+            js.last_poll = now
+        state, error = js.lookup(job_id)
+        if js.failing_since is not None and state not in _TERMINAL:
+            failure = js.connection_error(now, self._grace_s)
+            if failure is not None:
+                return self._answer(_CONNECTION_ERR, failure)
+        return self._answer(state, error)
+
+    def _answer(self, state: int, error: str) -> Any:
+        self._polls[state] += 1
+        if not error:
+            # Responses are only serialised, never changed: share one per state.
+            return _PLAIN[state]
+        return _Response(state=state, error=error)  # type: ignore[arg-type]
+
+    async def Health(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """SERVING while the service runs and its database answers, NOT_SERVING otherwise."""
+        status = (
+            jobservice_pb2.HealthCheckResponse.SERVING
+            if self._is_serving()
+            else jobservice_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        return jobservice_pb2.HealthCheckResponse(status=status)

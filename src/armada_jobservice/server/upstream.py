@@ -1,0 +1,154 @@
+"""The one shared connection to Armada, and the credentials sent on it.
+
+Credentials are those armadactl uses: HTTP basic (``authorization: basic
+base64(user:password)``) or a bearer token (``authorization: bearer TOKEN``),
+given directly or read from a file that is re-read when it changes. On a TLS
+channel they travel as gRPC call credentials; gRPC refuses call credentials
+on a plain-text channel, so there the same header is attached to each call.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+from typing import Any
+
+import grpc
+
+from armada_jobservice.server.config import Settings
+from armada_jobservice.server.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Metadata = tuple[tuple[str, str], ...]
+
+# Long-lived watch streams sit idle for hours: keepalive pings find a dead
+# connection. Armada (Go gRPC) refuses pings more often than every 5 minutes.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+class TokenFile:
+    """A bearer token kept in a file, re-read whenever the file's mtime or size changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._token = ""
+
+    def read(self) -> str:
+        """The current token (the last good one if the file cannot be read now)."""
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            if self._stamp is None:
+                raise ConfigError("armada_token_file", f"cannot read {self.path}: {exc}") from exc
+            log.warning(
+                "cannot read token file %s (%s); keeping the previous token", self.path, exc
+            )
+            return self._token
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                with open(self.path) as fh:
+                    self._token = fh.read().strip()
+                if self._stamp is not None:
+                    log.info("re-read token file %s", self.path)
+                self._stamp = stamp
+            return self._token
+
+
+class Credentials:
+    """Produces the ``authorization`` header for calls to Armada, or nothing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._static: str | None = None
+        self._file: TokenFile | None = None
+        if settings.armada_username is not None:
+            raw = f"{settings.armada_username}:{settings.armada_password}".encode()
+            self._static = "basic " + base64.b64encode(raw).decode()
+        elif settings.armada_token is not None:
+            self._static = "bearer " + settings.armada_token
+        elif settings.armada_token_file is not None:
+            self._file = TokenFile(settings.armada_token_file)
+            self._file.read()  # fail at start-up, naming the setting, if unreadable
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any credentials are configured."""
+        return self._static is not None or self._file is not None
+
+    def metadata(self) -> Metadata:
+        """The header to send now."""
+        if self._static is not None:
+            return (("authorization", self._static),)
+        if self._file is not None:
+            return (("authorization", "bearer " + self._file.read()),)
+        return ()
+
+
+class _AuthPlugin(grpc.AuthMetadataPlugin):  # type: ignore[misc]
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+
+    def __call__(
+        self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback
+    ) -> None:
+        try:
+            callback(self._credentials.metadata(), None)
+        except Exception as exc:  # gRPC wants errors through the callback
+            callback((), exc)
+
+
+class Upstream:
+    """The shared ``grpc.aio`` channel to Armada and the per-call metadata it needs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.target = settings.armada_url
+        self.credentials = Credentials(settings)
+        self.tls = settings.armada_tls or settings.armada_ca_file is not None
+        self._ca_file = settings.armada_ca_file
+        self._channel: grpc.aio.Channel | None = None
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel, opened on first use."""
+        if self._channel is None:
+            self._channel = self._open()
+        return self._channel
+
+    def _open(self) -> grpc.aio.Channel:
+        if not self.tls:
+            return grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        root = None
+        if self._ca_file is not None:
+            try:
+                with open(self._ca_file, "rb") as fh:
+                    root = fh.read()
+            except OSError as exc:
+                raise ConfigError("armada_ca_file", f"cannot read {self._ca_file}: {exc}") from exc
+        creds = grpc.ssl_channel_credentials(root_certificates=root)
+        if self.credentials.enabled:
+            creds = grpc.composite_channel_credentials(
+                creds, grpc.metadata_call_credentials(_AuthPlugin(self.credentials))
+            )
+        return grpc.aio.secure_channel(self.target, creds, options=CHANNEL_OPTIONS)
+
+    def call_metadata(self) -> Metadata | None:
+        """Metadata to pass on each call (plain text with credentials only)."""
+        if self.tls or not self.credentials.enabled:
+            return None
+        return self.credentials.metadata()
+
+    async def close(self) -> None:
+        """Close the channel; idempotent."""
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close(grace=None)

@@ -1,0 +1,78 @@
+"""The cache's ``JobSet.apply`` against the pure rules it must agree with."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from armada_client.armada import event_pb2
+
+from armada_jobservice._wire import WireState
+from armada_jobservice.server.cache import JobSet, JobSetKey
+from armada_jobservice.server.states import map_event, next_state
+
+from .test_states import event
+
+KINDS = [f.name for f in event_pb2.EventMessage.DESCRIPTOR.oneofs_by_name["events"].fields]
+FIELDS: dict[str, dict[str, Any]] = {
+    "failed": {"reason": "OOMKilled", "exit_codes": {"main": 137}},
+    "cancelled": {"reason": "by hand", "requestor": "alice"},
+    "preempted": {"reason": "priority", "preempting_job_id": "j9"},
+}
+
+
+def reference(messages: list[Any]) -> tuple[dict[str, int], dict[str, str], set[str]]:
+    """States, error texts and changed jobs folded with ``map_event`` and ``next_state`` only."""
+    states: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    changed: set[str] = set()
+    for message in messages:
+        transition = map_event(message)
+        if transition is None:
+            continue
+        current = states.get(transition.job_id)
+        change = next_state(None if current is None else WireState(current), transition)
+        if change is None:
+            continue
+        state, error = change
+        states[transition.job_id] = int(state)
+        if error is None:
+            errors.pop(transition.job_id, None)
+        else:
+            errors[transition.job_id] = error
+        changed.add(transition.job_id)
+    return states, errors, changed
+
+
+def test_apply_agrees_with_the_rules_on_random_histories() -> None:
+    """Every kind of event, in random orders over a few jobs, gives what the rules give."""
+    rng = random.Random(7)
+    for _ in range(300):
+        messages = []
+        for _ in range(rng.randint(1, 12)):
+            kind = rng.choice(KINDS)
+            job_id = rng.choice(["j1", "j2", "j3", ""])  # "": an event naming no job
+            messages.append(event(kind, job_id, **FIELDS.get(kind, {})))
+        js = JobSet(JobSetKey("q", "s"), 0.0)
+        applied = [js.apply(f"{n}-0", m) for n, m in enumerate(messages)]
+        states, errors, changed = reference(messages)
+        assert (js.states, js.errors, js.dirty) == (states, errors, changed), messages
+        assert js.last_message_id == f"{len(messages) - 1}-0"
+        assert any(applied) == bool(changed)
+
+
+def test_a_terminal_job_never_moves_and_keeps_its_error() -> None:
+    """After failed, neither running nor submitted changes the job or clears its text."""
+    js = JobSet(JobSetKey("q", "s"), 0.0)
+    assert js.apply("1-0", event("failed", reason="boom"))
+    assert not js.apply("2-0", event("running"))
+    assert not js.apply("3-0", event("submitted"))
+    assert js.lookup("j1") == (WireState.FAILED, "boom")
+
+
+def test_an_event_naming_no_job_only_moves_the_position() -> None:
+    """An event without a job id changes no job, yet is the new resume position."""
+    js = JobSet(JobSetKey("q", "s"), 0.0)
+    assert not js.apply("1-0", event("running", job_id=""))
+    assert not js.apply("2-0", event_pb2.EventMessage())
+    assert (js.states, js.dirty, js.last_message_id) == ({}, set(), "2-0")

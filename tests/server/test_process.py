@@ -1,0 +1,236 @@
+"""The ``serve`` command as a real process: signals, crash recovery, start-up errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from armada_jobservice.cli.ready import read_ready_file
+
+from ..conftest import Client, State
+from ..fake_armada import FakeArmada
+from ..helpers import eventually
+
+Q, JS = "queue-a", "set-1"
+
+
+class ServeProcess:
+    """``armada-jobservice serve`` in a child process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: list[str]) -> None:
+        self.proc = proc
+        self.port = port
+        self.log = log
+
+    @classmethod
+    async def start(cls, *args: str) -> ServeProcess:
+        """Start it and wait for its ready file, which names the port it listens on."""
+        ready_file = Path(tempfile.mkdtemp(prefix="serve-ready-")) / "ready.json"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "armada_jobservice.cli",
+            "serve",
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--ready-file",
+            str(ready_file),
+            *args,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self = cls(proc, 0, [])
+        self._drain = asyncio.get_running_loop().create_task(self._read_rest())
+        deadline = time.monotonic() + 30
+        while (ready := read_ready_file(ready_file)) is None:
+            if proc.returncode is not None or time.monotonic() > deadline:
+                await self._drain
+                raise AssertionError("serve did not become ready:\n" + "".join(self.log))
+            await asyncio.sleep(0.02)
+        assert ready.pid == proc.pid
+        self.port = ready.grpc_port
+        self.ready_file = ready_file
+        return self
+
+    async def _read_rest(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self.log.append(line.decode())
+
+    async def wait(self, timeout: float = 20) -> int:
+        """Wait for the exit code."""
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        await self._drain
+        return code
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeArmada]:
+    """A fake Armada for a child-process service."""
+    armada = FakeArmada()
+    await armada.start()
+    yield armada
+    await armada.stop()
+
+
+def stored(db: Path) -> tuple[str | None, dict[str, int]]:
+    """The stored resume position and job states of the test's job set."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT last_message_id FROM job_sets WHERE queue=? AND job_set_id=?", (Q, JS)
+        ).fetchone()
+        jobs = dict(
+            conn.execute(
+                "SELECT job_id, state FROM jobs WHERE queue=? AND job_set_id=?", (Q, JS)
+            ).fetchall()
+        )
+    return (row[0] if row else None), jobs
+
+
+async def test_sigkill_and_restart_resumes_from_stored_position(
+    fake: FakeArmada, tmp_path: Path
+) -> None:
+    """After SIGKILL a restarted service keeps what it flushed and resumes after it."""
+    db = tmp_path / "js.db"
+    args = (
+        "--armada-url",
+        f"127.0.0.1:{fake.port}",
+        "--database",
+        f"sqlite:///{db}",
+        "--flush-interval-s",
+        "0.1",
+    )
+    first = await ServeProcess.start(*args)
+    client = Client(first.port)
+    assert (await client.status(Q, JS, "job-0")).state == State.JOB_ID_NOT_FOUND
+    for n in range(50):
+        fake.publish(Q, JS, "submitted", f"job-{n}")
+    for n in range(0, 50, 2):
+        fake.publish(Q, JS, "running", f"job-{n}")
+    last = fake.publish(Q, JS, "succeeded", "job-0")
+    await eventually(lambda: stored(db), lambda s: s[0] == last, timeout=20)
+    await client.close()
+    first.proc.send_signal(signal.SIGKILL)
+    assert await first.wait() == -signal.SIGKILL
+
+    # While the service is down, Armada moves on.
+    fake.publish(Q, JS, "failed", "job-2", reason="disk full")
+    fake.publish(Q, JS, "cancelled", "job-3", reason="not needed")
+    requests_before = len(fake.stream_requests(Q, JS))
+
+    second = await ServeProcess.start(*args)
+    client = Client(second.port)
+    assert (await client.status(Q, JS, "job-0")).state == State.SUCCEEDED
+    assert (await client.status(Q, JS, "job-49")).state == State.SUBMITTED
+    reply = await eventually(
+        lambda: client.status(Q, JS, "job-2"), lambda r: r.state == State.FAILED
+    )
+    assert reply.error == "disk full"
+    reply = await eventually(
+        lambda: client.status(Q, JS, "job-3"), lambda r: r.state == State.CANCELLED
+    )
+    assert (await client.status(Q, JS, "job-4")).state == State.RUNNING
+    resumed = fake.stream_requests(Q, JS)[requests_before:]
+    assert [r.from_message_id for r in resumed] == [last]
+    await client.close()
+    second.proc.send_signal(signal.SIGTERM)
+    assert await second.wait() == 0
+
+
+async def test_sigterm_flushes_and_exits_zero(fake: FakeArmada, tmp_path: Path) -> None:
+    """SIGTERM finishes, writes what is cached (even before a flush was due) and exits 0."""
+    db = tmp_path / "js.db"
+    proc = await ServeProcess.start(
+        "--armada-url",
+        f"127.0.0.1:{fake.port}",
+        "--database",
+        f"sqlite:///{db}",
+        "--flush-interval-s",
+        "3600",
+    )
+    client = Client(proc.port)
+    await client.status(Q, JS, "job-1")
+    last = fake.publish(Q, JS, "succeeded", "job-1")
+    await eventually(lambda: client.status(Q, JS, "job-1"), lambda r: r.state == State.SUCCEEDED)
+    await client.close()
+    assert stored(db) == (None, {})
+    assert proc.ready_file.exists()
+    proc.proc.send_signal(signal.SIGTERM)
+    assert await proc.wait(timeout=10) == 0
+    assert not proc.ready_file.exists(), "the ready file outlived the service"
+    assert stored(db) == (last, {"job-1": State.SUCCEEDED})
+    assert any("final flush wrote 1 jobs" in line for line in proc.log)
+
+
+def run_serve(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``serve`` expecting it to stop at start-up."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ARMADA_JOBSERVICE_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "armada_jobservice.cli", "serve", "--grpc-port", "0", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=30,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config", "setting"),
+    [
+        (["--grpc-port", "many"], {}, None, "grpc_port"),
+        (["--flush-interval-s", "0"], {}, None, "flush_interval_s"),
+        ([], {"ARMADA_JOBSERVICE_MAX_SUBSCRIPTIONS": "lots"}, None, "max_subscriptions"),
+        ([], {"ARMADA_JOBSERVICE_NO_SUCH_THING": "1"}, None, "NO_SUCH_THING"),
+        ([], {}, "grpc_port: 1\nflush_intervall_s: 2\n", "flush_intervall_s"),
+        ([], {}, "subscription_expiry_s: [1, 2]\n", "subscription_expiry_s"),
+        (["--database", "sqlite:////no/such/folder/js.db"], {}, None, "database"),
+        (["--database", "mysql://x"], {}, None, "database"),
+        (["--log-level", "LOUD"], {}, None, "log_level"),
+    ],
+)
+def test_bad_setting_stops_start_up_with_exit_code_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], config: str | None, setting: str
+) -> None:
+    """A bad setting is one line on stderr naming it, and exit code 2."""
+    if config is not None:
+        path = tmp_path / "settings.yaml"
+        path.write_text(config)
+        args = [*args, "--config", str(path)]
+    result = run_serve("--database", f"sqlite:///{tmp_path}/js.db", *args, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert setting in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_documents_every_setting_with_its_default() -> None:
+    """``serve --help`` lists each setting's flag and default."""
+    from armada_jobservice.server import config
+
+    result = subprocess.run(
+        [sys.executable, "-m", "armada_jobservice.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    text = " ".join(result.stdout.split())
+    for name in config.field_names():
+        assert "--" + name.replace("_", "-") in text
+        assert f"(default: {config.default_of(name)})" in text
+    assert "--grpc-port GRPC_PORT Port of the gRPC API (0 picks one). (default: 60003)" in text
