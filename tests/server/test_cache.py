@@ -8,7 +8,8 @@ from typing import Any
 from armada_client.armada import event_pb2
 
 from armada_jobservice._wire import WireState
-from armada_jobservice.server.cache import JobSet, JobSetKey
+from armada_jobservice.server.cache import JobSet
+from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.states import map_event, next_state
 
 from .test_states import event

@@ -24,7 +24,7 @@ from armada_jobservice.bench.procs import (
 from armada_jobservice.bench.report import Figure, Report
 from armada_jobservice.bench.servers import ServerChild
 from armada_jobservice.bench.simhost import Seeded, SimHost
-from armada_jobservice.server.cache import JobRow, JobSetKey
+from armada_jobservice.server.model import JobRow, JobSetKey
 from armada_jobservice.server.store.base import JobSetWrite
 from armada_jobservice.server.store.sqlite import SQLiteStore
 from armada_jobservice.sim.engine import new_job_id

@@ -10,34 +10,11 @@ flushes them.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from armada_jobservice._wire import TERMINAL_STATES, WireState
+from armada_jobservice.server.model import JobRow, JobSetKey, RowToWrite
 from armada_jobservice.server.states import STATE_OF_KIND, map_event, next_state
-
-
-class JobSetKey(NamedTuple):
-    """A job set is known by its queue and its id: the same id in two queues is two sets."""
-
-    queue: str
-    job_set_id: str
-
-    def __str__(self) -> str:
-        return f"{self.queue}/{self.job_set_id}"
-
-
-class JobRow(NamedTuple):
-    """One job as the database stores it."""
-
-    job_id: str
-    state: int
-    error: str | None
-
-
-#: A job to write, as a plain tuple: (job id, state, error text). Flushes build
-#: one per changed job on the event loop; a plain tuple costs a third of a JobRow.
-RowToWrite = tuple[str, int, str | None]
-
 
 _TERMINAL = frozenset(int(s) for s in TERMINAL_STATES)
 _STATES = tuple(WireState)

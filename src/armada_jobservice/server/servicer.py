@@ -16,9 +16,9 @@ import grpc
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import TERMINAL_STATES, WireState
-from armada_jobservice.server.cache import JobSetKey
 from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.metrics import Metrics
+from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.subscriptions import SubscriptionLimitReached, SubscriptionManager
 
 MAX_ID_LENGTH = 1024

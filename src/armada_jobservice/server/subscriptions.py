@@ -23,9 +23,10 @@ from collections.abc import Iterator
 import grpc
 from armada_client.armada import event_pb2, event_pb2_grpc
 
-from armada_jobservice.server.cache import JobSet, JobSetKey
+from armada_jobservice.server.cache import JobSet
 from armada_jobservice.server.errors import JobServiceError, StoreError
 from armada_jobservice.server.metrics import Metrics
+from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.store.thread import AsyncStore
 from armada_jobservice.server.upstream import Upstream
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
-from armada_jobservice.server.cache import JobRow, JobSetKey, RowToWrite
+from armada_jobservice.server.model import JobRow, JobSetKey, RowToWrite
 
 
 class JobSetWrite(NamedTuple):

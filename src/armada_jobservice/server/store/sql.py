@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from armada_jobservice.server.cache import JobRow, JobSetKey, RowToWrite
+from armada_jobservice.server.model import JobRow, JobSetKey, RowToWrite
 from armada_jobservice.server.store.base import JobSetWrite, StoredJobSet
 
 T = TypeVar("T")

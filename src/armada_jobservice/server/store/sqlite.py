@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from armada_jobservice.server.cache import JobRow, JobSetKey
 from armada_jobservice.server.errors import StoreError
+from armada_jobservice.server.model import JobRow, JobSetKey
 from armada_jobservice.server.store.sql import SCHEMA_VERSION, SQLStore
 
 T = TypeVar("T")

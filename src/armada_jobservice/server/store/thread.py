@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from armada_jobservice.server.cache import JobSetKey
+from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.store.base import JobSetWrite, Store, StoredJobSet
 
 T = TypeVar("T")
