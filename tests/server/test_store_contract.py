@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from armada_jobservice.server.app import JobServiceApp
-from armada_jobservice.server.model import JobRow, JobSetKey
 from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import StoreError
+from armada_jobservice.server.model import JobRow, JobSetKey
 from armada_jobservice.server.store import Store, open_store
 from armada_jobservice.server.store.base import JobSetWrite
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from armada_jobservice.server.errors import ConfigError
+from armada_jobservice.server.watched_file import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -26,46 +25,28 @@ PROTECTED_METHODS = frozenset({"/jobservice.JobService/GetJobStatus"})
 RECHECK_S = 1.0
 
 
+def parse_tokens(text: str) -> tuple[bytes, ...]:
+    """The tokens of a tokens file: one per line, blank lines and ``#`` comments skipped."""
+    lines = (line.strip() for line in text.splitlines())
+    return tuple(line.encode() for line in lines if line and not line.startswith("#"))
+
+
 class AcceptedTokens:
     """The set of accepted tokens, from a file checked for changes at most once a second."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._checked = 0.0
-        self._tokens: tuple[bytes, ...] = ()
-        self._refresh(initial=True)
-
-    def _refresh(self, initial: bool = False) -> None:
-        try:
-            st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp == self._stamp:
-                return
-            with open(self.path) as fh:
-                lines = [line.strip() for line in fh]
-        except OSError as exc:
-            if initial:
-                raise ConfigError("client_tokens_file", f"cannot read {self.path}: {exc}") from exc
-            log.warning("cannot read %s (%s); keeping the accepted tokens", self.path, exc)
-            return
-        tokens = tuple(t.encode() for t in lines if t and not t.startswith("#"))
-        if initial and not tokens:
-            raise ConfigError("client_tokens_file", f"{self.path} holds no token")
-        self._tokens = tokens
-        self._stamp = stamp
-        if not initial:
-            log.info("re-read %s: %d accepted tokens", self.path, len(tokens))
+        self._file = WatchedFile(
+            path, parse_tokens, setting="client_tokens_file", recheck_s=RECHECK_S
+        )
+        if not self._file.get():
+            raise ConfigError("client_tokens_file", f"{path} holds no token")
 
     def accepts(self, token: str) -> bool:
         """Whether *token* is one of the accepted tokens (constant time per token)."""
-        now = time.monotonic()
-        if now - self._checked > RECHECK_S:
-            self._checked = now
-            self._refresh()
         given = token.encode()
         ok = False
-        for accepted in self._tokens:
+        for accepted in self._file.get():
             ok |= hmac.compare_digest(given, accepted)
         return ok
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
-import threading
 from typing import Any
 
 import grpc
 
 from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import ConfigError
+from armada_jobservice.server.watched_file import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -34,51 +33,22 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-class TokenFile:
-    """A bearer token kept in a file, re-read whenever the file's mtime or size changes."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._token = ""
-
-    def read(self) -> str:
-        """The current token (the last good one if the file cannot be read now)."""
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            if self._stamp is None:
-                raise ConfigError("armada_token_file", f"cannot read {self.path}: {exc}") from exc
-            log.warning(
-                "cannot read token file %s (%s); keeping the previous token", self.path, exc
-            )
-            return self._token
-        stamp = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                with open(self.path) as fh:
-                    self._token = fh.read().strip()
-                if self._stamp is not None:
-                    log.info("re-read token file %s", self.path)
-                self._stamp = stamp
-            return self._token
-
-
 class Credentials:
     """Produces the ``authorization`` header for calls to Armada, or nothing."""
 
     def __init__(self, settings: Settings) -> None:
         self._static: str | None = None
-        self._file: TokenFile | None = None
+        self._file: WatchedFile[str] | None = None
         if settings.armada_username is not None:
             raw = f"{settings.armada_username}:{settings.armada_password}".encode()
             self._static = "basic " + base64.b64encode(raw).decode()
         elif settings.armada_token is not None:
             self._static = "bearer " + settings.armada_token
         elif settings.armada_token_file is not None:
-            self._file = TokenFile(settings.armada_token_file)
-            self._file.read()  # fail at start-up, naming the setting, if unreadable
+            # Read now: an unreadable file stops start-up, naming the setting.
+            self._file = WatchedFile(
+                settings.armada_token_file, str.strip, setting="armada_token_file"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -90,7 +60,7 @@ class Credentials:
         if self._static is not None:
             return (("authorization", self._static),)
         if self._file is not None:
-            return (("authorization", "bearer " + self._file.read()),)
+            return (("authorization", "bearer " + self._file.get()),)
         return ()
 
 
