@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from armada_jobservice.cli.ready import read_ready_file
+from armada_jobservice._ready import read_ready_file
 
 from ..conftest import Client, State
 from ..fake_armada import FakeArmada

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from armada_jobservice.cli.ready import NotReady, wait_for_ready_file
+from armada_jobservice._ready import NotReady, wait_for_ready_file
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 

@@ -11,8 +11,8 @@ import queue
 import signal
 import sys
 
+from armada_jobservice._ready import Ready, remove_ready_file, write_ready_file
 from armada_jobservice.cli.exit_codes import ExitCode
-from armada_jobservice.cli.ready import Ready, remove_ready_file, write_ready_file
 from armada_jobservice.server import config
 from armada_jobservice.server.errors import ConfigError
 
