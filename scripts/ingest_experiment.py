@@ -131,7 +131,7 @@ async def _service(port: int, streams: int, total: int, mode: str) -> tuple[floa
             else:
                 args = [sys.executable, "-c", _POLLER, str(app.grpc_port), str(streams)]
                 poller = subprocess.Popen(args)  # noqa: ASYNC220 - started once, reaped at the end
-            while app.metrics.events_received < total:  # noqa: ASYNC110 - sampling a counter
+            while app.changes.events_seen < total:  # noqa: ASYNC110 - sampling a counter
                 await asyncio.sleep(0.005)
             result = time.perf_counter() - started, _cpu_s() - cpu
             if mode != "direct":

@@ -55,9 +55,9 @@ def test_apply_agrees_with_the_rules_on_random_histories() -> None:
             job_id = rng.choice(["j1", "j2", "j3", ""])  # "": an event naming no job
             messages.append(event(kind, job_id, **FIELDS.get(kind, {})))
         js = JobSet(JobSetKey("q", "s"), 0.0)
-        applied = [js.apply(f"{n}-0", m) for n, m in enumerate(messages)]
+        applied = [js.apply(f"{n}-0", m, 1.0) for n, m in enumerate(messages)]
         states, errors, changed = reference(messages)
-        assert (js.states, js.errors, js.dirty) == (states, errors, changed), messages
+        assert (dict(js.states), dict(js.errors), js.changed_jobs) == (states, errors, changed)
         assert js.last_message_id == f"{len(messages) - 1}-0"
         assert any(applied) == bool(changed)
 
@@ -65,15 +65,15 @@ def test_apply_agrees_with_the_rules_on_random_histories() -> None:
 def test_a_terminal_job_never_moves_and_keeps_its_error() -> None:
     """After failed, neither running nor submitted changes the job or clears its text."""
     js = JobSet(JobSetKey("q", "s"), 0.0)
-    assert js.apply("1-0", event("failed", reason="boom"))
-    assert not js.apply("2-0", event("running"))
-    assert not js.apply("3-0", event("submitted"))
+    assert js.apply("1-0", event("failed", reason="boom"), 1.0)
+    assert not js.apply("2-0", event("running"), 1.0)
+    assert not js.apply("3-0", event("submitted"), 1.0)
     assert js.lookup("j1") == (WireState.FAILED, "boom")
 
 
 def test_an_event_naming_no_job_only_moves_the_position() -> None:
     """An event without a job id changes no job, yet is the new resume position."""
     js = JobSet(JobSetKey("q", "s"), 0.0)
-    assert not js.apply("1-0", event("running", job_id=""))
-    assert not js.apply("2-0", event_pb2.EventMessage())
-    assert (js.states, js.dirty, js.last_message_id) == ({}, set(), "2-0")
+    assert not js.apply("1-0", event("running", job_id=""), 1.0)
+    assert not js.apply("2-0", event_pb2.EventMessage(), 1.0)
+    assert (dict(js.states), js.changed_jobs, js.last_message_id) == ({}, set(), "2-0")

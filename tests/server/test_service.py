@@ -477,7 +477,7 @@ async def test_first_polls_during_a_read_wait_and_are_read_together(
     await eventually(lambda: len(batches) == 1)
     rest = [asyncio.ensure_future(state_of(client, "j", job_set=f"s{n}")) for n in range(1, 20)]
     # All nineteen wait behind the first read, none starts a read of its own.
-    await eventually(lambda: len(service.subscriptions._to_load) == 19)
+    await eventually(lambda: service.loader.queued == 19)
     assert len(batches) == 1
     gate.set()
     replies = await asyncio.gather(first, *rest)
@@ -502,9 +502,10 @@ async def test_flush_between_full_passes_writes_positions_of_changed_job_sets(
         # "queued" changes no job's state, only the stream position to resume from.
         armada.publish(Q, JS, "queued", "job-1")
         await eventually(lambda: js.last_message_id == armada.logs[(Q, JS)][-1].id)
-        assert app.subscriptions.changed == {js}
+        assert js in app.changes
+        assert app.changes.pending == 1
         assert await app.writer.flush_once(full=False) == 0
-        assert app.subscriptions.changed == set()
+        assert app.changes.pending == 0
         stored = await app.store.load_job_set((Q, JS))
         assert stored is not None
         assert stored.last_message_id == armada.logs[(Q, JS)][-1].id
@@ -535,7 +536,7 @@ async def test_a_trickle_of_events_is_not_a_flush_per_event(
     armada: FakeArmada, make_settings: Callable[..., Settings]
 ) -> None:
     """Events 30 ms apart (quiet between each) still share flushes: at most one per 0.1 s."""
-    from armada_jobservice.server.writer import QUIET_MIN_GAP_S
+    from armada_jobservice.server.flush_schedule import QUIET_MIN_GAP_S
 
     async with JobServiceApp(make_settings(flush_interval_s=3600.0)) as app:
         client = Client(app.grpc_port)

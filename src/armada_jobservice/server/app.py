@@ -19,13 +19,16 @@ from grpc_reflection.v1alpha import reflection
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.server.auth import AcceptedTokens, BearerAuthInterceptor
+from armada_jobservice.server.changes import ChangeTracker
 from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import ConfigError, StoreError
 from armada_jobservice.server.gc_policy import GcPolicy
+from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.servicer import JobServiceServicer
 from armada_jobservice.server.store import Store, open_store
 from armada_jobservice.server.store.thread import AsyncStore
+from armada_jobservice.server.streams import EventStreams
 from armada_jobservice.server.subscriptions import SubscriptionManager
 from armada_jobservice.server.upstream import Upstream
 from armada_jobservice.server.writer import Writer
@@ -55,17 +58,24 @@ class JobServiceApp:
         self.metrics = Metrics()
         self.store = AsyncStore(store if store is not None else open_store(settings.database))
         self.upstream = Upstream(settings)
-        self.subscriptions = SubscriptionManager(
+        self.changes = ChangeTracker()
+        self.loader = JobSetLoader(self.store)
+        streams = EventStreams(
             self.upstream,
-            self.store,
+            self.loader,
+            self.changes,
             self.metrics,
+            reconnect_max_backoff_s=settings.reconnect_max_backoff_s,
+        )
+        self.subscriptions = SubscriptionManager(
+            streams,
+            self.loader,
             max_subscriptions=settings.max_subscriptions,
             subscription_expiry_s=settings.subscription_expiry_s,
-            connection_error_grace_s=settings.connection_error_grace_s,
-            reconnect_max_backoff_s=settings.reconnect_max_backoff_s,
         )
         self.writer = Writer(
             self.subscriptions,
+            self.changes,
             self.store,
             self.metrics,
             flush_interval_s=settings.flush_interval_s,
@@ -89,7 +99,12 @@ class JobServiceApp:
             lambda: self.subscriptions.active,
         )
         self.metrics.gauge(
-            "cached_job_sets", "Job sets held in memory.", lambda: len(self.subscriptions.job_sets)
+            "cached_job_sets", "Job sets held in memory.", lambda: len(self.subscriptions)
+        )
+        self.metrics.counter(
+            "events_received",
+            "Events read from Armada's streams.",
+            lambda: self.changes.events_seen,
         )
         self.metrics.gauge("cached_jobs", "Jobs held in memory.", self.subscriptions.cached_jobs)
 
@@ -132,6 +147,7 @@ class JobServiceApp:
         server = grpc.aio.server(options=options, interceptors=interceptors)
         servicer = JobServiceServicer(
             self.subscriptions,
+            self.loader,
             self.metrics,
             self.is_serving,
             self.settings.connection_error_grace_s,

@@ -6,10 +6,17 @@ its job set's ``dict`` of job id to a small ``int`` (CPython shares small ints,
 so the value costs nothing); error texts live in a second dict that holds only
 the jobs that have one. Changed jobs are remembered by id until the writer
 flushes them.
+
+A ``JobSet`` is the only owner of its fields: the servicer, the stream loop,
+the loader and the writer change it through the methods below, and read it
+through read-only properties.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from armada_jobservice._wire import TERMINAL_STATES, WireState
@@ -19,60 +26,130 @@ from armada_jobservice.server.states import STATE_OF_KIND, map_event, next_state
 _TERMINAL = frozenset(int(s) for s in TERMINAL_STATES)
 _STATES = tuple(WireState)
 _STATE_OF_KIND = {kind: int(state) for kind, state in STATE_OF_KIND.items()}
+_CONNECTION_ERR = int(WireState.CONNECTION_ERR)
+_NOT_FOUND = int(WireState.JOB_ID_NOT_FOUND)
 
 
 class JobSet:
     """The cached jobs of one job set, its resume position and what awaits flushing."""
 
     __slots__ = (
+        "_dirty",
+        "_errors",
+        "_failing_since",
+        "_failure",
+        "_key",
+        "_last_event",
+        "_last_message_id",
+        "_last_poll",
         "_loaded",
-        "dirty",
-        "errors",
-        "failing_since",
-        "failure",
-        "key",
-        "last_event",
-        "last_message_id",
-        "last_poll",
-        "persisted_activity",
-        "persisted_message_id",
-        "refused",
-        "states",
-        "stream",
+        "_persisted_activity",
+        "_persisted_message_id",
+        "_refused",
+        "_states",
+        "_stream",
     )
 
     def __init__(self, key: JobSetKey, now: float) -> None:
-        self.key = key
-        self.states: dict[str, int] = {}
-        self.errors: dict[str, str] = {}
-        #: Job ids changed since the last flush began.
-        self.dirty: set[str] = set()
-        #: Id of the last event applied; the stream resumes after it.
-        self.last_message_id: str | None = None
-        #: Monotonic times of the last poll and the last event.
-        self.last_poll = now
-        self.last_event = 0.0
-        #: What the database holds: the activity time (wall clock) and position.
-        self.persisted_activity = 0.0
-        self.persisted_message_id: str | None = None
-        #: The running stream task, or None when not subscribed.
-        self.stream: Any = None
-        #: Upstream trouble: since when (monotonic), its text, and whether Armada refused.
-        self.failing_since: float | None = None
-        self.failure = ""
-        self.refused = False
+        self._key = key
+        self._states: dict[str, int] = {}
+        self._errors: dict[str, str] = {}
+        # Job ids changed since the last flush began.
+        self._dirty: set[str] = set()
+        # Id of the last event applied; the stream resumes after it.
+        self._last_message_id: str | None = None
+        # Monotonic times of the last poll and the last event.
+        self._last_poll = now
+        self._last_event = 0.0
+        # What the database holds: the activity time (wall clock) and position.
+        self._persisted_activity = 0.0
+        self._persisted_message_id: str | None = None
+        self._stream: asyncio.Task[None] | None = None
+        # Upstream trouble: since when (monotonic), its text, and whether Armada refused.
+        self._failing_since: float | None = None
+        self._failure = ""
+        self._refused = False
         self._loaded = False
+
+    # -- reading -----------------------------------------------------------
+
+    @property
+    def key(self) -> JobSetKey:
+        """The (queue, job set id) this cache holds."""
+        return self._key
+
+    @property
+    def states(self) -> Mapping[str, int]:
+        """Wire state number of every cached job, by job id (read only)."""
+        return MappingProxyType(self._states)
+
+    @property
+    def errors(self) -> Mapping[str, str]:
+        """Error text of the jobs that have one, by job id (read only)."""
+        return MappingProxyType(self._errors)
+
+    @property
+    def changed_jobs(self) -> frozenset[str]:
+        """Ids of the jobs changed since the writer last took them."""
+        return frozenset(self._dirty)
+
+    @property
+    def last_message_id(self) -> str | None:
+        """Id of the last event applied (or loaded): the stream resumes after it."""
+        return self._last_message_id
+
+    @property
+    def persisted_message_id(self) -> str | None:
+        """The resume position the database holds."""
+        return self._persisted_message_id
+
+    @property
+    def persisted_activity(self) -> float:
+        """The activity time (wall clock) the database holds."""
+        return self._persisted_activity
+
+    @property
+    def last_poll(self) -> float:
+        """Monotonic time of the last poll."""
+        return self._last_poll
+
+    @property
+    def stream(self) -> asyncio.Task[None] | None:
+        """The running stream task, or None when not subscribed."""
+        return self._stream
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the stored jobs have been read into memory."""
+        return self._loaded
+
+    @property
+    def live(self) -> bool:
+        """Subscribed and loaded: a poll can be answered without waiting."""
+        return self._stream is not None and self._loaded
+
+    @property
+    def failing_since(self) -> float | None:
+        """Monotonic time since which the event stream has been failing, or None."""
+        return self._failing_since
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __repr__(self) -> str:
+        return f"JobSet({self._key}, {len(self._states)} jobs)"
 
     # -- events ------------------------------------------------------------
 
-    def apply(self, message_id: str, message: Any) -> bool:
-        """Apply one Armada ``EventMessage``; return whether a job changed.
+    def apply(self, message_id: str, message: Any, now: float) -> bool:
+        """Apply one Armada ``EventMessage`` received at *now*; return whether a job changed.
 
         Most events (submitted, running, succeeded...) move a job to a fixed
         state with no text; they take a short path on plain ints that gives
         what ``map_event`` and ``next_state`` give. The rest take those rules.
         """
-        self.last_message_id = message_id
+        self._last_message_id = message_id
+        self._last_event = now
         kind = message.WhichOneof("events")
         target = _STATE_OF_KIND.get(kind)
         if target is None:
@@ -80,14 +157,14 @@ class JobSet:
         job_id = getattr(message, kind).job_id
         if not job_id:
             return False
-        states = self.states
+        states = self._states
         current = states.get(job_id)
         if current == target or current in _TERMINAL:
             return False
         states[job_id] = target
-        if self.errors:
-            self.errors.pop(job_id, None)
-        self.dirty.add(job_id)
+        if self._errors:
+            self._errors.pop(job_id, None)
+        self._dirty.add(job_id)
         return True
 
     def _apply_rule(self, message: Any) -> bool:
@@ -95,94 +172,134 @@ class JobSet:
         if transition is None:
             return False
         job_id = transition.job_id
-        current = self.states.get(job_id)
+        current = self._states.get(job_id)
         change = next_state(None if current is None else _STATES[current], transition)
         if change is None:
             return False
         state, error = change
-        self.states[job_id] = int(state)
+        self._states[job_id] = int(state)
         if error is not None:
-            self.errors[job_id] = error
+            self._errors[job_id] = error
         else:
-            self.errors.pop(job_id, None)
-        self.dirty.add(job_id)
+            self._errors.pop(job_id, None)
+        self._dirty.add(job_id)
         return True
 
-    def load(self, last_message_id: str | None, rows: list[JobRow]) -> None:
-        """Fill the cache from stored rows, keeping anything already newer in memory."""
+    def load(
+        self, last_message_id: str | None, rows: Iterable[JobRow], last_activity: float
+    ) -> None:
+        """Fill the cache from what the database holds, keeping anything already newer in memory."""
         for job_id, state, error in rows:
-            if job_id in self.states:
+            if job_id in self._states:
                 continue
-            self.states[job_id] = state
+            self._states[job_id] = state
             if error:
-                self.errors[job_id] = error
-        if self.last_message_id is None:
-            self.last_message_id = last_message_id
-        self.persisted_message_id = last_message_id
+                self._errors[job_id] = error
+        if self._last_message_id is None:
+            self._last_message_id = last_message_id
+        self._persisted_message_id = last_message_id
+        self._persisted_activity = max(self._persisted_activity, last_activity)
         self._loaded = True
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the stored jobs have been read into memory."""
-        return self._loaded
 
     # -- polls -------------------------------------------------------------
 
+    def touch(self, now: float) -> None:
+        """Record a poll at monotonic *now* (it keeps the subscription alive)."""
+        if now > self._last_poll:
+            self._last_poll = now
+
+    def poll(self, job_id: str, now: float, grace_s: float) -> tuple[int, str]:
+        """Record a poll and answer it: the job's state and error text, or CONNECTION_ERR.
+
+        An unfinished job answers CONNECTION_ERR with the stream's failure once
+        Armada refused the stream or it has been failing for *grace_s*.
+        """
+        if now > self._last_poll:
+            self._last_poll = now
+        state = self._states.get(job_id)
+        if state is None:
+            state = _NOT_FOUND
+        elif state in _TERMINAL:
+            return state, self._errors.get(job_id, "")
+        since = self._failing_since
+        if since is not None and (self._refused or now - since > grace_s):
+            return _CONNECTION_ERR, self._failure
+        return state, ""
+
     def lookup(self, job_id: str) -> tuple[int, str]:
         """The cached state and error text of a job (JOB_ID_NOT_FOUND when unseen)."""
-        state = self.states.get(job_id)
+        state = self._states.get(job_id)
         if state is None:
-            return WireState.JOB_ID_NOT_FOUND, ""
+            return _NOT_FOUND, ""
         if state in _TERMINAL:
-            return state, self.errors.get(job_id, "")
+            return state, self._errors.get(job_id, "")
         return state, ""
 
     def is_terminal(self, job_id: str) -> bool:
         """Whether the job has reached a state no event can change."""
-        return self.states.get(job_id) in _TERMINAL
+        return self._states.get(job_id) in _TERMINAL
 
-    # -- upstream health ---------------------------------------------------
+    # -- the stream --------------------------------------------------------
 
-    def mark_failing(self, now: float, text: str, refused: bool) -> None:
-        """Record that the event stream is down (``refused``: Armada said no)."""
-        if self.failing_since is None:
-            self.failing_since = now
-        self.failure = text
-        self.refused = refused
+    def attach_stream(self, task: asyncio.Task[None]) -> None:
+        """Record the task that now reads this job set's events."""
+        self._stream = task
+
+    def detach_stream(self) -> asyncio.Task[None] | None:
+        """Forget the stream task (the caller ends it); return it."""
+        task, self._stream = self._stream, None
+        return task
+
+    def mark_failing(self, now: float, text: str, *, refused: bool) -> None:
+        """Record that the event stream is down (``refused``: Armada or the database said no)."""
+        if self._failing_since is None:
+            self._failing_since = now
+        self._failure = text
+        self._refused = refused
 
     def mark_healthy(self) -> None:
         """Record that the event stream works again."""
-        self.failing_since = None
-        self.failure = ""
-        self.refused = False
+        self._failing_since = None
+        self._failure = ""
+        self._refused = False
 
     def connection_error(self, now: float, grace_s: float) -> str | None:
         """The error text polls of unfinished jobs must answer now, if any."""
-        since = self.failing_since
+        since = self._failing_since
         if since is None:
             return None
-        if self.refused or now - since > grace_s:
-            return self.failure
+        if self._refused or now - since > grace_s:
+            return self._failure
         return None
 
-    # -- bookkeeping -------------------------------------------------------
+    # -- flushing ----------------------------------------------------------
 
     def last_activity(self) -> float:
         """Monotonic time of the last poll or event."""
-        return max(self.last_poll, self.last_event)
+        return max(self._last_poll, self._last_event)
 
     def is_clean(self) -> bool:
         """Whether the database holds everything this job set knows."""
-        return not self.dirty and self.last_message_id == self.persisted_message_id
+        return not self._dirty and self._last_message_id == self._persisted_message_id
 
     def take_dirty(self) -> list[RowToWrite]:
         """The changed jobs as rows, forgetting that they changed."""
-        if not self.dirty:
+        if not self._dirty:
             return []
-        states, errors = self.states, self.errors
+        states, errors = self._states, self._errors
         if errors:
-            rows = [(j, states[j], errors.get(j)) for j in self.dirty]
+            rows = [(j, states[j], errors.get(j)) for j in self._dirty]
         else:
-            rows = [(j, states[j], None) for j in self.dirty]
-        self.dirty = set()
+            rows = [(j, states[j], None) for j in self._dirty]
+        self._dirty = set()
         return rows
+
+    def restore_dirty(self, job_ids: Iterable[str]) -> None:
+        """Mark jobs changed again after their write failed; the cache holds their latest state."""
+        self._dirty.update(job_ids)
+
+    def mark_persisted(self, last_message_id: str | None, activity: float) -> None:
+        """Record what a committed write put in the database."""
+        self._persisted_message_id = last_message_id
+        if activity > self._persisted_activity:
+            self._persisted_activity = activity

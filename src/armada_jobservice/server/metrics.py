@@ -26,10 +26,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.polls_by_state = [0] * len(WireState)
         self.events_applied = 0
-        self.events_received = 0
         self.reconnects: dict[str, int] = {}
         self.flush_failures = 0
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self._counters: dict[str, tuple[str, Callable[[], float]]] = {}
         self.flush_jobs = Histogram(
             f"{PREFIX}_flush_batch_jobs",
             "Job rows written per flush.",
@@ -58,6 +58,13 @@ class Metrics:
         """Export ``fn()`` as the gauge ``armada_jobservice_<name>`` at each scrape."""
         self._gauges[name] = (help_text, fn)
 
+    def counter(self, name: str, help_text: str, fn: Callable[[], float]) -> None:
+        """Export ``fn()`` as the counter ``armada_jobservice_<name>`` at each scrape.
+
+        For counts kept by the part that does the counting (it may act on them).
+        """
+        self._counters[name] = (help_text, fn)
+
     def count_reconnect(self, reason: str) -> None:
         """Count one re-opened event stream, by what ended the previous one."""
         self.reconnects[reason] = self.reconnects.get(reason, 0) + 1
@@ -83,11 +90,8 @@ class _HotPathCollector(Collector):
         for state in WireState:
             polls.add_metric([state.name], m.polls_by_state[state])
         yield polls
-        yield CounterMetricFamily(
-            f"{PREFIX}_events_received",
-            "Events read from Armada's streams.",
-            value=m.events_received,
-        )
+        for name, (help_text, fn) in m._counters.items():
+            yield CounterMetricFamily(f"{PREFIX}_{name}", help_text, value=fn())
         yield CounterMetricFamily(
             f"{PREFIX}_events_applied",
             "Events that changed a cached job.",

@@ -15,8 +15,9 @@ from typing import Any
 import grpc
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
-from armada_jobservice._wire import TERMINAL_STATES, WireState
+from armada_jobservice._wire import WireState
 from armada_jobservice.server.errors import StoreError
+from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.subscriptions import SubscriptionLimitReached, SubscriptionManager
@@ -25,8 +26,6 @@ MAX_ID_LENGTH = 1024
 
 _Response = jobservice_pb2.JobServiceResponse
 _CONNECTION_ERR = int(WireState.CONNECTION_ERR)
-_NOT_FOUND = int(WireState.JOB_ID_NOT_FOUND)
-_TERMINAL = frozenset(int(s) for s in TERMINAL_STATES)
 _PLAIN = tuple(_Response(state=int(s)) for s in WireState)  # type: ignore[arg-type]
 
 
@@ -46,11 +45,13 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
     def __init__(
         self,
         subscriptions: SubscriptionManager,
+        loader: JobSetLoader,
         metrics: Metrics,
         is_serving: Callable[[], bool],
         connection_error_grace_s: float,
     ) -> None:
         self._subs = subscriptions
+        self._loader = loader
         self._job_sets = subscriptions.job_sets
         self._polls = metrics.polls_by_state
         self._is_serving = is_serving
@@ -73,24 +74,18 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         # without a NamedTuple construction per poll.
         key = (queue, job_set_id)
         js = self._job_sets.get(key)  # type: ignore[call-overload]
-        if js is None or js.stream is None or not js.loaded:
+        if js is None or not js.live:
             try:
                 js = self._subs.subscribe(JobSetKey(*key), now)
-                await self._subs.ensure_loaded(js)
+                await self._loader.ensure_loaded(js)
             except SubscriptionLimitReached as exc:
                 if js is not None and js.loaded and js.is_terminal(job_id):
+                    js.touch(now)
                     return self._answer(*js.lookup(job_id))
                 return self._answer(_CONNECTION_ERR, str(exc))
             except StoreError as exc:
                 return self._answer(_CONNECTION_ERR, f"job service database: {exc}")
-        else:
-            js.last_poll = now
-        state, error = js.lookup(job_id)
-        if js.failing_since is not None and state not in _TERMINAL:
-            failure = js.connection_error(now, self._grace_s)
-            if failure is not None:
-                return self._answer(_CONNECTION_ERR, failure)
-        return self._answer(state, error)
+        return self._answer(*js.poll(job_id, now, self._grace_s))
 
     def _answer(self, state: int, error: str) -> Any:
         self._polls[state] += 1

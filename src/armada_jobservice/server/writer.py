@@ -1,16 +1,16 @@
 """The writer: flushes the cache to the database in batches and deletes stale job sets.
 
-Every ``flush_interval_s``, or sooner when the streams fall quiet, one batch
-holds every job that changed since the last flush (many events of one job
-become one row write) and, in the same transaction, the resume position of
-each job set those rows bring up to date. A flush looks only at the job
-sets that received events since the last one, so its cost follows the
-events, not the number of job sets held; about once a second
-(``housekeeping_s``) a full pass over every job set also expires idle
-subscriptions, refreshes stored activity times and evicts what the database
-fully holds. A batch the database refuses is kept and written with the next
-one: nothing is dropped. Job sets with neither a poll nor an event for
-``job_set_retention_s`` are deleted whole, never job by job.
+When ``FlushSchedule`` says so (every ``flush_interval_s``, or sooner when
+the streams fall quiet), one batch holds every job that changed since the
+last flush (many events of one job become one row write) and, in the same
+transaction, the resume position of each job set those rows bring up to
+date. A flush looks only at the job sets that received events since the last
+one (``ChangeTracker``), so its cost follows the events, not the number of
+job sets held; about once a second a full pass over every job set also
+expires idle subscriptions, refreshes stored activity times and evicts what
+the database fully holds. A batch the database refuses is kept and written
+with the next one: nothing is dropped. Job sets with neither a poll nor an
+event for ``job_set_retention_s`` are deleted whole, never job by job.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import logging
 import time
 
 from armada_jobservice.server.cache import JobSet
+from armada_jobservice.server.changes import ChangeTracker
 from armada_jobservice.server.errors import StoreError
+from armada_jobservice.server.flush_schedule import FlushSchedule
 from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.store.base import JobSetWrite
 from armada_jobservice.server.store.thread import AsyncStore
@@ -32,12 +34,6 @@ log = logging.getLogger(__name__)
 #: flush refreshes it (polls alone do not make a write each).
 ACTIVITY_RESOLUTION_S = 60.0
 RETENTION_BATCH = 5_000
-#: Longest gap between full passes over every job set.
-HOUSEKEEPING_S = 1.0
-#: The streams count as quiet when no event arrived for this long...
-QUIET_S = 0.02
-#: ...and then a flush runs early, if the last one is at least this old.
-QUIET_MIN_GAP_S = 0.1
 
 
 class Writer:
@@ -46,6 +42,7 @@ class Writer:
     def __init__(
         self,
         subscriptions: SubscriptionManager,
+        changes: ChangeTracker,
         store: AsyncStore,
         metrics: Metrics,
         *,
@@ -53,13 +50,12 @@ class Writer:
         job_set_retention_s: float,
     ) -> None:
         self.subscriptions = subscriptions
+        self.changes = changes
         self.store = store
         self.metrics = metrics
         self.flush_interval_s = flush_interval_s
         self.retention_s = job_set_retention_s
         self.activity_resolution_s = min(ACTIVITY_RESOLUTION_S, job_set_retention_s / 10)
-        # Expiry is checked at least four times per expiry period.
-        self.housekeeping_s = max(flush_interval_s, min(HOUSEKEEPING_S, subscriptions.expiry_s / 4))
         #: Whether the last database operation worked (feeds the health check).
         self.store_ok = True
         self._lock = asyncio.Lock()
@@ -81,7 +77,7 @@ class Writer:
         batch: list[JobSetWrite] = []
         owners: list[JobSet] = []
         subscriptions = self.subscriptions
-        changed = subscriptions.take_changed()
+        changed = self.changes.take()
         # The snapshot is taken without awaiting, so each job set's rows and
         # its position describe the same instant.
         for js in subscriptions if full else changed:
@@ -105,15 +101,14 @@ class Writer:
                 # Mark the rows changed again: the cache still holds their
                 # latest state, so the next flush writes them.
                 for js, entry in zip(owners, batch, strict=True):
-                    js.dirty.update(row[0] for row in entry.rows)
-                subscriptions.changed.update(owners)
+                    js.restore_dirty(row[0] for row in entry.rows)
+                self.changes.restore(owners)
                 self.metrics.flush_failures += 1
                 self.store_ok = False
                 log.error("flush of %d jobs failed, will retry: %s", written, exc)
                 return 0
             for js, entry in zip(owners, batch, strict=True):
-                js.persisted_message_id = entry.last_message_id
-                js.persisted_activity = max(js.persisted_activity, entry.last_activity)
+                js.mark_persisted(entry.last_message_id, entry.last_activity)
             self.store_ok = True
             self.metrics.flush_jobs.observe(written)
             self.metrics.flush_seconds.observe(time.perf_counter() - started)
@@ -156,46 +151,28 @@ class Writer:
         return self.store_ok
 
     async def run(self) -> None:
-        """Flush, expire, ping and purge on their intervals until cancelled.
-
-        A flush runs every ``flush_interval_s``, and sooner once the streams
-        are quiet (no event for ``QUIET_S``) with changes waiting, though not
-        within ``QUIET_MIN_GAP_S`` of the last flush. A burst of events is
-        written in large batches while it lasts and is durable soon after it
-        ends; a trickle of events never becomes a transaction per event.
-        """
+        """Do what ``FlushSchedule`` says is due, tick after tick, until cancelled."""
         loop = asyncio.get_running_loop()
-        next_sweep = loop.time()
-        next_ping = loop.time()
-        next_full = loop.time()
-        sweep_every = min(60.0, self.retention_s / 10)
-        tick = min(self.flush_interval_s, QUIET_S)
-        min_gap = min(self.flush_interval_s, QUIET_MIN_GAP_S)
-        last_flush = loop.time()
-        seen = self.metrics.events_received
+        changes = self.changes
+        schedule = FlushSchedule(
+            flush_interval_s=self.flush_interval_s,
+            subscription_expiry_s=self.subscriptions.expiry_s,
+            job_set_retention_s=self.retention_s,
+            now=loop.time(),
+            events_seen=changes.events_seen,
+        )
         while True:
-            await asyncio.sleep(tick)
-            now = loop.time()
-            received = self.metrics.events_received
-            quiet, seen = received == seen, received
-            since = now - last_flush
-            if since < self.flush_interval_s and not (
-                quiet and since >= min_gap and self.subscriptions.changed
-            ):
+            await asyncio.sleep(schedule.tick_s)
+            due = schedule.step(loop.time(), changes.events_seen, changes.pending > 0)
+            if due is None:
                 continue
-            last_flush = now
             try:
-                full = now >= next_full
-                if full:
-                    next_full = now + self.housekeeping_s
+                if due.full:
                     self.subscriptions.expire_idle()
-                await self.flush_once(full=full)
-                now = loop.time()
-                if now >= next_ping:
-                    next_ping = now + 5.0
+                await self.flush_once(full=due.full)
+                if due.ping:
                     await self.check_store()
-                if now >= next_sweep:
-                    next_sweep = now + sweep_every
+                if due.sweep:
                     await self.sweep_retention()
             except StoreError as exc:
                 self.store_ok = False

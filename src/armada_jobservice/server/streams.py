@@ -1,0 +1,147 @@
+"""Reading one job set's events from Armada: the stream loop and its backoff.
+
+A subscribed job set's task first waits for its stored jobs (retrying while
+the database cannot be read), then reads Armada's ``GetJobSetEvents`` stream
+(``watch=true``) from the stored position. A broken or ended stream is
+re-opened with capped exponential backoff and jitter, resuming after the last
+event applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+import grpc
+from armada_client.armada import event_pb2, event_pb2_grpc
+
+from armada_jobservice.server.cache import JobSet
+from armada_jobservice.server.changes import ChangeTracker
+from armada_jobservice.server.errors import StoreError
+from armada_jobservice.server.loader import JobSetLoader
+from armada_jobservice.server.metrics import Metrics
+from armada_jobservice.server.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+#: Armada saying no, rather than Armada being unreachable: polls learn of it at once.
+REFUSALS = frozenset(
+    {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED}
+)
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float, rand: random.Random) -> float:
+    """Delay before reconnect number *attempt* (0-based): exponential, capped, jittered.
+
+    "Equal jitter": half the exponential step is kept, the other half drawn at
+    random, so thousands of streams broken at once do not reconnect together
+    yet none retries much sooner than its step.
+    """
+    step = min(cap_s, base_s * (2.0**attempt))
+    return step / 2 + rand.uniform(0, step / 2)
+
+
+class EventStreams:
+    """Runs the event stream of a job set: load it, then read events until cancelled."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        loader: JobSetLoader,
+        changes: ChangeTracker,
+        metrics: Metrics,
+        *,
+        reconnect_max_backoff_s: float,
+        reconnect_base_backoff_s: float = 0.5,
+        stable_after_s: float = 5.0,
+        seed: int | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.loader = loader
+        self.changes = changes
+        self.metrics = metrics
+        self.backoff_cap_s = reconnect_max_backoff_s
+        self.backoff_base_s = reconnect_base_backoff_s
+        #: A stream that stayed open this long counts as working, even without events.
+        self.stable_after_s = stable_after_s
+        self._rand = random.Random(seed)
+        self._stub = event_pb2_grpc.EventStub(upstream.channel)  # type: ignore[no-untyped-call]
+
+    async def run(self, js: JobSet) -> None:
+        """Load *js*, then keep its event stream open until cancelled."""
+        await self._load_with_retry(js)
+        attempt = 0
+        while True:
+            if await self._stream_once(js):
+                attempt = 0
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+    async def _load_with_retry(self, js: JobSet) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.loader.ensure_loaded(js)
+            except StoreError as exc:
+                js.mark_failing(time.monotonic(), f"job service database: {exc}", refused=True)
+                log.error("cannot load job set %s: %s", js.key, exc)
+            else:
+                if attempt:
+                    js.mark_healthy()
+                return
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_s(attempt, self.backoff_base_s, self.backoff_cap_s, self._rand)
+
+    async def _stream_once(self, js: JobSet) -> bool:
+        """Read one stream until it ends; return whether it worked for a while."""
+        queue, job_set_id = js.key
+        request = event_pb2.JobSetRequest(
+            id=job_set_id, queue=queue, watch=True, from_message_id=js.last_message_id or ""
+        )
+        loop = asyncio.get_running_loop()
+        metrics = self.metrics
+        event = self.changes.event
+        apply = js.apply
+        monotonic = time.monotonic
+        call = self._stub.GetJobSetEvents(request, metadata=self.upstream.call_metadata())
+        stable = False
+
+        def became_stable() -> None:
+            nonlocal stable
+            stable = True
+            js.mark_healthy()
+
+        timer = loop.call_later(self.stable_after_s, became_stable)
+        received = 0
+        try:
+            async for msg in call:
+                if received == 0 and js.failing_since is not None:
+                    js.mark_healthy()
+                received += 1
+                event(js)
+                if apply(msg.id, msg.message, monotonic()):
+                    metrics.events_applied += 1
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            text = f"Armada event stream of {js.key}: {code.name}: {exc.details()}"
+            js.mark_failing(time.monotonic(), text, refused=code in REFUSALS)
+            metrics.count_reconnect(code.name)
+            log.warning("%s (after %d events); reconnecting", text, received)
+            return received > 0 or stable
+        except Exception as exc:  # anything else (bad credentials file...) is a failure too
+            text = f"Armada event stream of {js.key}: {exc}"
+            js.mark_failing(time.monotonic(), text, refused=False)
+            metrics.count_reconnect(type(exc).__name__)
+            log.warning("%s (after %d events); reconnecting", text, received)
+            return received > 0 or stable
+        finally:
+            timer.cancel()
+            call.cancel()
+        metrics.count_reconnect("ended")
+        log.info("event stream of %s ended after %d events; reconnecting", js.key, received)
+        return received > 0 or stable
