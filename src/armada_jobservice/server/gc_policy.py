@@ -1,9 +1,10 @@
 """Keeps garbage-collector pauses short when the heap holds many long-lived objects.
 
-Each open event stream keeps about seventy gRPC and asyncio objects alive; at
-10,000 subscriptions that is some 700,000 objects, and one full collection
-of CPython's cyclic collector then stops the event loop for about 400 ms
-(a poll's p99 went to a second). ``gc.freeze()`` moves every object alive now
+Each open event stream keeps dozens of gRPC and asyncio objects alive; with
+thousands of subscriptions, one full collection of CPython's cyclic
+collector walks all of them and stops the event loop for as long, which
+polls feel as their tail latency (the figures are in ``docs/benchmarks.md``,
+scenario 4). ``gc.freeze()`` moves every object alive now
 to a generation the collector no longer scans, so automatic collections only
 look at what was created since. Frozen objects that later die in reference
 cycles are not reclaimed until they are unfrozen, so once in a while the

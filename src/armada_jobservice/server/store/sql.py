@@ -83,10 +83,8 @@ class SQLStore:
 
         One statement per ``CHUNK_ROWS`` rows, not one per row: a driver lets go
         of the GIL around every statement it steps, and taking it back from a
-        busy event loop costs far more than the statement. SQLite, 30,000
-        upserts (``scripts/sqlite_gil_probe.py``): beside a thread spinning in
-        Python 500-1,100 us per row one statement each, 14-18 us in chunks of
-        500; idle 1.4-2.2 and 0.7-1.3 us.
+        busy event loop costs far more than the statement (measured by the
+        SQLite GIL probe; figures in ``docs/benchmarks.md``).
         """
         if not rows:
             return

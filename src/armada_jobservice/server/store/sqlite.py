@@ -78,8 +78,8 @@ class SQLiteStore(SQLStore):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             # 16 MiB of page cache: a full one stays resident, and loading job
-            # sets fills it, so at 64 MiB it cost ~65 bytes per cached job at
-            # 1M jobs (bench scenario 4); 16 MiB still holds the pages that
+            # sets fills it, so a larger one shows up in the memory per cached
+            # job (bench scenario 4); 16 MiB still holds the pages that
             # flushes touch most (recently written jobs).
             conn.execute("PRAGMA cache_size=-16384")
             conn.executescript(_SCHEMA)
@@ -103,11 +103,9 @@ class SQLiteStore(SQLStore):
         """The stored jobs of one job set, fetched as one JSON value.
 
         The sqlite3 module lets go of the GIL for every row it steps, and
-        taking it back from a busy event loop costs far more than the row:
-        beside a thread spinning in Python, 210 us per row fetched row by
-        row, 1 us in one JSON value; 0.3-0.4 us either way when idle
-        (``scripts/sqlite_gil_probe.py``). The columns are text and integers,
-        which JSON carries exactly.
+        taking it back from a busy event loop costs far more than the row
+        (measured by the SQLite GIL probe; figures in ``docs/benchmarks.md``).
+        The columns are text and integers, which JSON carries exactly.
         """
         if not self._json:
             return super()._job_rows(cur, key)
