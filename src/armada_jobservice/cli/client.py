@@ -22,6 +22,7 @@ import grpc
 
 from armada_jobservice._async_client import AsyncJobServiceClient
 from armada_jobservice._channel import DEFAULT_TARGET
+from armada_jobservice._client import DEFAULT_CALL_TIMEOUT_S
 from armada_jobservice._exceptions import JobServiceError, WaitTimeout
 from armada_jobservice._types import JobState, ServingStatus
 from armada_jobservice._wait import (
@@ -148,9 +149,9 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--call-timeout",
         type=_seconds,
-        default=10.0,
+        default=DEFAULT_CALL_TIMEOUT_S,
         metavar="S",
-        help="deadline of one call, retries included (default: 10)",
+        help=f"deadline of one call, retries included (default: {DEFAULT_CALL_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--output",
