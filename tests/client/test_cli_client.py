@@ -12,7 +12,7 @@ import pytest
 
 from armada_jobservice import AsyncJobServiceClient, JobState
 from armada_jobservice.cli import main
-from armada_jobservice.cli.client import Progress
+from armada_jobservice.cli.progress import ProgressView
 
 from .conftest import Stack
 
@@ -196,14 +196,28 @@ def test_progress_view_shows_counts_and_unfinished_jobs() -> None:
     from rich.console import Console
 
     jobs = [f"job-{i:02d}" for i in range(20)]
-    progress = Progress(jobs, live=True, file=io.StringIO())
+    progress = ProgressView(jobs, live=True, console=Console(file=io.StringIO()))
     progress.update("job-00", "SUCCEEDED")
     progress.update("job-01", "RUNNING")
+    progress.update("job-02", "FAILED", "OOMKilled:\nthe pod ran out of memory")
     console = Console(file=io.StringIO(), width=100, record=True)
     console.print(progress.render())
     text = console.export_text()
-    assert "1/20 ended" in text
+    assert "2/20 ended" in text
     assert "RUNNING: 1" in text
     assert "job-00" not in text
     assert "job-01" in text
-    assert "... and 4 more" in text
+    assert "... and 3 more" in text
+    assert "OOMKilled: the pod ran out of memory" in text  # a problem keeps its reason, on one row
+
+
+def test_progress_view_in_plain_mode_prints_one_line_per_change() -> None:
+    """Without a terminal the view prints ``JOB: STATE`` when a job's state changes, only then."""
+    from rich.console import Console
+
+    out = io.StringIO()
+    with ProgressView(["a", "b"], live=False, console=Console(file=out)) as progress:
+        for job_id, state in [("a", "RUNNING"), ("a", "RUNNING"), ("b", "TIMED_OUT")]:
+            progress.update(job_id, state)
+    assert out.getvalue().splitlines() == ["a: RUNNING", "b: TIMED_OUT"]
+    assert progress.ended == 1

@@ -31,11 +31,10 @@ from armada_jobservice._wait import (
     DEFAULT_POLL_INTERVAL_S,
 )
 from armada_jobservice.cli.exit_codes import ExitCode
+from armada_jobservice.cli.progress import TIMED_OUT, ProgressView, job_state
 
 TARGET_ENV = "ARMADA_JOBSERVICE_TARGET"
 TOKEN_ENV = "ARMADA_JOBSERVICE_TOKEN"
-TIMED_OUT = "TIMED_OUT"
-"""The state column of a job ``wait`` gave up on (not a job-service state)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,14 +212,15 @@ async def _status(args: argparse.Namespace) -> int:
 
 def exit_code_for(rows: Iterable[Row]) -> int:
     """The exit code for a set of job states: the worst one decides."""
-    states = {row.state for row in rows}
-    if states & {JobState.FAILED.value, JobState.CANCELLED.value}:
+    labels = {row.state for row in rows}
+    states = {job_state(label) for label in labels}
+    if any(s is not None and s.is_terminal and not s.is_success for s in states):
         return ExitCode.FAILED
-    if TIMED_OUT in states:
+    if TIMED_OUT in labels:
         return ExitCode.TIMEOUT
-    if JobState.JOB_ID_NOT_FOUND.value in states:
+    if JobState.JOB_ID_NOT_FOUND in states:
         return ExitCode.NOT_FOUND
-    if states - {JobState.SUCCEEDED.value}:
+    if states - {JobState.SUCCEEDED}:
         return ExitCode.IN_PROGRESS
     return ExitCode.OK
 
@@ -232,7 +232,7 @@ def run_wait(args: argparse.Namespace) -> int:
 
 async def _wait(args: argparse.Namespace) -> int:
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-    progress = Progress(args.job_ids, live=show)
+    progress = ProgressView(args.job_ids, live=show)
 
     async def one(client: AsyncJobServiceClient, job_id: str) -> Row:
         try:
@@ -244,10 +244,10 @@ async def _wait(args: argparse.Namespace) -> int:
                 not_found_timeout_s=args.not_found_timeout,
                 connection_error_timeout_s=args.connection_error_timeout,
                 timeout_s=args.timeout,
-                on_status=lambda s: progress.update(job_id, s.state.value),
+                on_status=lambda s: progress.update(job_id, s.state.value, s.error),
             )
         except WaitTimeout as exc:
-            progress.update(job_id, TIMED_OUT)
+            progress.update(job_id, TIMED_OUT, str(exc))
             return Row(job_id, TIMED_OUT, str(exc))
         return Row(job_id, status.state.value, status.error)
 
@@ -292,68 +292,3 @@ def _print_rows(args: argparse.Namespace, rows: Sequence[Row], out: IO[str]) -> 
         line = f"{r.job_id:<{width}}  {r.state}"
         # Error texts can span lines (container messages); one job stays one line.
         print(line + (f"  {' '.join(r.error.split())}" if r.error else ""), file=out)
-
-
-class Progress:
-    """A live view of many jobs' states on stderr, or plain change lines when not live."""
-
-    MAX_ROWS = 15
-
-    def __init__(self, job_ids: Sequence[str], *, live: bool, file: IO[str] | None = None) -> None:
-        self.states: dict[str, str] = dict.fromkeys(job_ids, "WAITING")
-        self.live = live
-        self.file = file
-        self._live: Any = None
-
-    def update(self, job_id: str, state: str) -> None:
-        """Record a job's latest state; in plain mode print it when it changed."""
-        if self.states.get(job_id) == state:
-            return
-        self.states[job_id] = state
-        if not self.live:
-            print(f"{job_id}: {state}", file=self.file or sys.stderr)
-        elif self._live is not None:
-            self._live.refresh()
-
-    def render(self) -> Any:
-        """Build the view: counts per state, then the jobs that have not ended yet."""
-        from rich.console import Group
-        from rich.table import Table
-        from rich.text import Text
-
-        counts: dict[str, int] = {}
-        for state in self.states.values():
-            counts[state] = counts.get(state, 0) + 1
-        ended = sum(n for s, n in counts.items() if s in _ENDED)
-        summary = Text(f"{ended}/{len(self.states)} ended  ")
-        summary.append("  ".join(f"{s}: {n}" for s, n in sorted(counts.items())))
-        table = Table(box=None, show_header=True, pad_edge=False)
-        table.add_column("job")
-        table.add_column("state")
-        pending = [(j, s) for j, s in self.states.items() if s not in _ENDED]
-        for job_id, state in pending[: self.MAX_ROWS]:
-            table.add_row(job_id, state)
-        parts: list[Any] = [summary]
-        if pending:
-            parts.append(table)
-        if len(pending) > self.MAX_ROWS:
-            parts.append(Text(f"... and {len(pending) - self.MAX_ROWS} more"))
-        return Group(*parts)
-
-    def __enter__(self) -> Progress:
-        if self.live:
-            from rich.console import Console
-            from rich.live import Live
-
-            console = Console(file=self.file or sys.stderr)
-            self._live = Live(get_renderable=self.render, console=console, refresh_per_second=4)
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(*exc_info)
-            self._live = None
-
-
-_ENDED = frozenset({s.value for s in JobState if s.is_terminal} | {TIMED_OUT})
