@@ -1,11 +1,8 @@
 """``armada-jobservice status | wait | health``: ask a running job service from the shell.
 
-Exit codes (also in ``docs/cli.md``): 0 every job SUCCEEDED (health: SERVING);
-1 a job FAILED or was CANCELLED (health: not SERVING); 2 bad arguments; 3 a job
-is still in progress; 4 a job is JOB_ID_NOT_FOUND; 5 the service could not be
-asked; 6 ``wait`` gave up on a job (a timeout).
+Exit codes are ``ExitCode`` (``cli/exit_codes.py``, listed in ``docs/cli.md``);
+with several jobs the worst decides (``exit_code_for``).
 """
-
 from __future__ import annotations
 
 import argparse
@@ -51,8 +48,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = subparsers.add_parser(
         "status",
         help="print the state of jobs",
-        description="Print one line per job. Exit code: 0 all succeeded, 1 one failed or "
-        "was cancelled, 3 one is still in progress, 4 one is not found, 5 service error.",
+        description="Print one line per job. Exit code: "
+        + _codes(
+            (ExitCode.OK, "all succeeded"),
+            (ExitCode.FAILED, "one failed or was cancelled"),
+            (ExitCode.IN_PROGRESS, "one is still in progress"),
+            (ExitCode.NOT_FOUND, "one is not found"),
+            (ExitCode.SERVICE_ERROR, "service error"),
+        ),
     )
     _job_arguments(status)
     _connection_arguments(status)
@@ -62,7 +65,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "wait",
         help="wait until jobs end",
         description="Poll until every job has ended, then print one line per job. Exit code: "
-        "0 all succeeded, 1 one failed or was cancelled, 6 gave up on one, 5 service error.",
+        + _codes(
+            (ExitCode.OK, "all succeeded"),
+            (ExitCode.FAILED, "one failed or was cancelled"),
+            (ExitCode.TIMEOUT, "gave up on one"),
+            (ExitCode.SERVICE_ERROR, "service error"),
+        ),
     )
     _job_arguments(wait)
     wait.add_argument(
@@ -107,11 +115,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     health = subparsers.add_parser(
         "health",
         help="check that the service is serving",
-        description="Exit code 0 only when the service answers SERVING; 1 when it answers "
-        "anything else, 5 when it cannot be asked.",
+        description=f"Exit code {int(ExitCode.OK)} only when the service answers SERVING; "
+        f"{int(ExitCode.FAILED)} when it answers anything else, "
+        f"{int(ExitCode.SERVICE_ERROR)} when it cannot be asked.",
     )
     _connection_arguments(health)
     health.set_defaults(handler=run_health)
+
+
+def _codes(*meanings: tuple[ExitCode, str]) -> str:
+    """Describe exit codes for a ``--help`` text, numbered from ``ExitCode`` itself."""
+    return ", ".join(f"{int(code)} {text}" for code, text in meanings) + "."
 
 
 def _seconds(text: str) -> float:
@@ -180,7 +194,7 @@ class _UsageError(Exception):
     """A bad argument found after parsing; reported like argparse's own errors."""
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, code: ExitCode) -> int:
     print(f"armada-jobservice: error: {message}", file=sys.stderr)
     return code
 
