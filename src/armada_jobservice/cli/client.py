@@ -20,7 +20,7 @@ import grpc
 from armada_jobservice._async_client import AsyncJobServiceClient
 from armada_jobservice._channel import DEFAULT_TARGET
 from armada_jobservice._client import DEFAULT_CALL_TIMEOUT_S
-from armada_jobservice._exceptions import JobServiceError, WaitTimeout
+from armada_jobservice._exceptions import JobServiceError, TransportError, WaitTimeout
 from armada_jobservice._types import JobState, ServingStatus
 from armada_jobservice._wait import (
     DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
@@ -206,7 +206,18 @@ def _guarded(args: argparse.Namespace, body: Any) -> int:
     except _UsageError as exc:
         return _fail(str(exc), ExitCode.USAGE)
     except JobServiceError as exc:
-        return _fail(str(exc), ExitCode.SERVICE_ERROR)
+        return _fail(str(exc) + _tls_hint(args, exc), ExitCode.SERVICE_ERROR)
+
+
+def _tls_hint(args: argparse.Namespace, exc: JobServiceError) -> str:
+    """Say which flag decides trust when a TLS handshake failed; gRPC's text names no flag."""
+    if not isinstance(exc, TransportError) or "handshake" not in exc.details.lower():
+        return ""
+    if args.ca_cert is not None:
+        return f" (the service's certificate is not signed by a CA in --ca-cert {args.ca_cert})"
+    if args.tls:
+        return " (the service's certificate is not signed by a system CA; see --ca-cert)"
+    return ""
 
 
 def run_status(args: argparse.Namespace) -> int:
