@@ -3,6 +3,7 @@
 Exit codes are ``ExitCode`` (``cli/exit_codes.py``, listed in ``docs/cli.md``);
 with several jobs the worst decides (``exit_code_for``).
 """
+
 from __future__ import annotations
 
 import argparse
