@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -248,3 +250,15 @@ def test_progress_view_in_plain_mode_prints_one_line_per_change() -> None:
             progress.update(job_id, state)
     assert out.getvalue().splitlines() == ["a: RUNNING", "b: TIMED_OUT"]
     assert progress.ended == 1
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_docs_list_the_exit_codes_as_defined() -> None:
+    """docs/cli.md lists every ExitCode with its number; docs/demo.md numbers its own alike."""
+    table = re.findall(r"^\| (\d+) \| `([A-Z_]+)` \|", (DOCS / "cli.md").read_text(), re.M)
+    assert {name: int(number) for number, name in table} == {c.name: c.value for c in ExitCode}
+    demo = re.findall(r"(\d+) \(`([A-Z_]+)`\)", (DOCS / "demo.md").read_text())
+    assert demo
+    assert all(ExitCode[name] == int(number) for number, name in demo)
