@@ -16,8 +16,11 @@ from armada_jobservice._exceptions import (
     TransportError,
 )
 
-DEFAULT_TARGET = "127.0.0.1:60003"
-"""Where the job service listens unless told otherwise (the original's port)."""
+DEFAULT_PORT = 60003
+"""The job service's port unless told otherwise (the original's port)."""
+
+DEFAULT_TARGET = f"127.0.0.1:{DEFAULT_PORT}"
+"""Where the job service listens unless told otherwise."""
 
 SERVICE_NAME = "jobservice.JobService"
 

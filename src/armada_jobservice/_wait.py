@@ -18,9 +18,14 @@ from armada_jobservice._exceptions import (
 )
 from armada_jobservice._types import JobState, JobStatus
 
+# The one definition of the wait defaults: the clients, the CLI's ``wait``
+# flags and the Airflow operator and trigger all import these.
 DEFAULT_POLL_INTERVAL_S = 5.0
+"""Seconds between two polls of a job that has not ended, unless told otherwise."""
 DEFAULT_NOT_FOUND_TIMEOUT_S = 600.0
+"""Seconds of unbroken ``JOB_ID_NOT_FOUND`` before a wait gives up, unless told otherwise."""
 DEFAULT_CONNECTION_ERROR_TIMEOUT_S = 600.0
+"""Seconds of ``CONNECTION_ERR`` or no service before a wait gives up, unless told otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

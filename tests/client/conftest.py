@@ -22,6 +22,8 @@ from armada_jobservice.server.app import JobServiceApp
 from armada_jobservice.server.config import Settings
 from armada_jobservice.sim import ArmadaSimulator
 
+from .certs import Pki, make_pki
+
 State = jobservice_pb2.JobServiceResponse.State
 
 
@@ -138,3 +140,33 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         )
         async with JobServiceApp(settings) as app:
             yield Stack(sim=sim, target=f"127.0.0.1:{app.grpc_port}")
+
+
+@dataclass
+class TlsServer:
+    """A scripted server behind TLS, and the PEM files of its CA and of a CA it does not use."""
+
+    target: str
+    script: Script
+    pki: Pki
+    ca_file: Path
+    other_ca_file: Path
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
+    """Serve a fresh ``Script`` over TLS on 127.0.0.1, port 0, with a CA made for this test."""
+    pki, other = make_pki(), make_pki("a CA the server does not use")
+    ca_file, other_ca_file = tmp_path / "ca.pem", tmp_path / "other-ca.pem"
+    ca_file.write_bytes(pki.ca_pem)
+    other_ca_file.write_bytes(other.ca_pem)
+    script = Script()
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    jobservice_pb2_grpc.add_JobServiceServicer_to_server(ScriptedServicer(script), grpc_server)
+    credentials = grpc.ssl_server_credentials([(pki.key_pem, pki.cert_pem)])
+    port = grpc_server.add_secure_port("127.0.0.1:0", credentials)
+    grpc_server.start()
+    try:
+        yield TlsServer(f"127.0.0.1:{port}", script, pki, ca_file, other_ca_file)
+    finally:
+        grpc_server.stop(grace=None)

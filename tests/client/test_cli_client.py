@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from armada_jobservice import AsyncJobServiceClient, JobState
 from armada_jobservice.cli import main
-from armada_jobservice.cli.client import Progress
+from armada_jobservice.cli.exit_codes import ExitCode
+from armada_jobservice.cli.progress import ProgressView
 
-from .conftest import Stack
+from .conftest import Server, Stack
 
 OK = {"armada-sim/outcome": "succeeded", "armada-sim/run-seconds": "1"}
 OOM = {
@@ -144,24 +147,50 @@ async def test_health_of_a_running_service(stack: Stack) -> None:
     assert (code, json.loads(out)) == (0, {"status": "SERVING"})
 
 
-@pytest.mark.parametrize(
-    "command", [["health"], ["status", "q", "s", "j"], ["wait", "q", "s", "j"]]
-)
-def test_service_down_is_one_line_and_exit_5(dead_target: str, command: list[str]) -> None:
-    """With nobody listening, each command prints one error line, no traceback, and exits 5."""
-    extra = ["--connection-error-timeout", "0"] if command[0] == "wait" else []
-    proc = subprocess.run(
-        [sys.executable, "-m", "armada_jobservice.cli", *command, "--target", dead_target, *extra],
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in its own process from a synchronous test (the server runs in threads)."""
+    return subprocess.run(
+        [sys.executable, "-m", "armada_jobservice.cli", *argv],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    expected = 6 if command[0] == "wait" else 5
-    assert proc.returncode == expected, proc.stderr
-    if command[0] != "wait":
-        assert proc.stderr.count("\n") == 1
-        assert proc.stderr.startswith("armada-jobservice: error: ")
+
+
+def assert_one_error_line(stderr: str) -> None:
+    """The command explained itself in one ``armada-jobservice: error:`` line, no traceback."""
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith("armada-jobservice: error: ")
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command", [["health"], ["status", "q", "s", "j"]])
+def test_service_down_is_one_line_and_exit_5(dead_target: str, command: list[str]) -> None:
+    """With nobody listening, health and status print one error line and exit 5."""
+    proc = run_cli(*command, "--target", dead_target)
+    assert proc.returncode == ExitCode.SERVICE_ERROR, proc.stderr
+    assert_one_error_line(proc.stderr)
+
+
+def test_wait_refused_by_the_service_is_one_line_and_exit_5(server: Server) -> None:
+    """wait that the service refuses (a token it requires is missing) exits 5 at once."""
+    server.script.required_token = "s3cret"
+    proc = run_cli("wait", "q", "s", "j", "--target", server.target)
+    assert proc.returncode == ExitCode.SERVICE_ERROR, proc.stderr
+    assert_one_error_line(proc.stderr)
+    assert "UNAUTHENTICATED" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_wait_on_a_service_that_is_down_gives_up_with_exit_6(dead_target: str) -> None:
+    """wait counts an unreachable service against --connection-error-timeout, then exits 6."""
+    proc = run_cli(
+        "wait", "q", "s", "j", "--target", dead_target, "--connection-error-timeout", "0"
+    )
+    assert proc.returncode == ExitCode.TIMEOUT, proc.stderr
+    assert proc.stdout.split()[:2] == ["j", "TIMED_OUT"]
+    assert "no connection for 0 s" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 
@@ -196,14 +225,40 @@ def test_progress_view_shows_counts_and_unfinished_jobs() -> None:
     from rich.console import Console
 
     jobs = [f"job-{i:02d}" for i in range(20)]
-    progress = Progress(jobs, live=True, file=io.StringIO())
+    progress = ProgressView(jobs, live=True, console=Console(file=io.StringIO()))
     progress.update("job-00", "SUCCEEDED")
     progress.update("job-01", "RUNNING")
+    progress.update("job-02", "FAILED", "OOMKilled:\nthe pod ran out of memory")
     console = Console(file=io.StringIO(), width=100, record=True)
     console.print(progress.render())
     text = console.export_text()
-    assert "1/20 ended" in text
+    assert "2/20 ended" in text
     assert "RUNNING: 1" in text
     assert "job-00" not in text
     assert "job-01" in text
-    assert "... and 4 more" in text
+    assert "... and 3 more" in text
+    assert "OOMKilled: the pod ran out of memory" in text  # a problem keeps its reason, on one row
+
+
+def test_progress_view_in_plain_mode_prints_one_line_per_change() -> None:
+    """Without a terminal the view prints ``JOB: STATE`` when a job's state changes, only then."""
+    from rich.console import Console
+
+    out = io.StringIO()
+    with ProgressView(["a", "b"], live=False, console=Console(file=out)) as progress:
+        for job_id, state in [("a", "RUNNING"), ("a", "RUNNING"), ("b", "TIMED_OUT")]:
+            progress.update(job_id, state)
+    assert out.getvalue().splitlines() == ["a: RUNNING", "b: TIMED_OUT"]
+    assert progress.ended == 1
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_docs_list_the_exit_codes_as_defined() -> None:
+    """docs/cli.md lists every ExitCode with its number; docs/demo.md numbers its own alike."""
+    table = re.findall(r"^\| (\d+) \| `([A-Z_]+)` \|", (DOCS / "cli.md").read_text(), re.M)
+    assert {name: int(number) for number, name in table} == {c.name: c.value for c in ExitCode}
+    demo = re.findall(r"(\d+) \(`([A-Z_]+)`\)", (DOCS / "demo.md").read_text())
+    assert demo
+    assert all(ExitCode[name] == int(number) for number, name in demo)

@@ -9,7 +9,7 @@ durations) and drives it from this process with real gRPC:
 2. With those streams still open, ``--fanout-sets`` job sets get
    ``--jobs-per-set`` jobs each while ``--watchers`` streams watch each of
    them; delivered events per second are counted at the client.
-3. In-process, the event store's publish rate without gRPC.
+3. In-process, the event log's publish rate without gRPC.
 
     .venv/bin/python tests/sim/bench_streams.py --streams 10000
 """
@@ -222,7 +222,7 @@ async def bench(args: argparse.Namespace) -> None:
         proc.terminate()
         await proc.wait()
 
-    # 3. The store alone.
+    # 3. The event log alone.
     from armada_jobservice.sim import ArmadaSimulator, build_event
 
     sim = ArmadaSimulator(queues=[QUEUE])

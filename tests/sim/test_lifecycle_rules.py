@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from armada_jobservice.sim import JobState, Mix, Outcome, PlanError
+from armada_jobservice.sim import JobPhase, Mix, Outcome, PlanError
+from armada_jobservice.sim.eventlog import MessageIdError, format_message_id, parse_message_id
 from armada_jobservice.sim.lifecycle import plan_job, state_after
-from armada_jobservice.sim.store import MessageIdError, format_message_id, parse_message_id
 
 
 def _plan(annotations: dict[str, str], mix: Mix | None = None, seed: int = 1):  # type: ignore[no-untyped-def]
@@ -29,7 +29,7 @@ def _plan(annotations: dict[str, str], mix: Mix | None = None, seed: int = 1):  
         ({"armada-sim/failure-cause": "oom"}, "failure_cause", "oom"),
         ({"armada-sim/failure-reason": "disk full"}, "failure_reason", "disk full"),
         ({"armada-sim/preemption-reason": "x"}, "preemption_reason", "x"),
-        ({"armada-sim/hold-at": "running"}, "hold_at", JobState.RUNNING),
+        ({"armada-sim/hold-at": "running"}, "hold_at", JobPhase.RUNNING),
     ],
 )
 def test_annotations_set_the_plan(
@@ -107,23 +107,23 @@ def test_impossible_mixes_are_rejected(kwargs: dict[str, object]) -> None:
 @pytest.mark.parametrize(
     ("current", "event", "expected"),
     [
-        (None, "submitted", JobState.SUBMITTED),
-        (JobState.SUBMITTED, "queued", JobState.QUEUED),
-        (JobState.QUEUED, "leased", JobState.LEASED),
-        (JobState.LEASED, "lease_returned", JobState.QUEUED),
-        (JobState.LEASED, "pending", JobState.PENDING),
-        (JobState.PENDING, "running", JobState.RUNNING),
-        (JobState.RUNNING, "cancelling", JobState.RUNNING),
-        (JobState.RUNNING, "utilisation", JobState.RUNNING),
-        (JobState.RUNNING, "succeeded", JobState.SUCCEEDED),
-        (JobState.RUNNING, "failed", JobState.FAILED),
-        (JobState.RUNNING, "preempted", JobState.PREEMPTED),
-        (JobState.RUNNING, "cancelled", JobState.CANCELLED),
-        (JobState.SUCCEEDED, "running", JobState.SUCCEEDED),
-        (JobState.CANCELLED, "failed", JobState.CANCELLED),
+        (None, "submitted", JobPhase.SUBMITTED),
+        (JobPhase.SUBMITTED, "queued", JobPhase.QUEUED),
+        (JobPhase.QUEUED, "leased", JobPhase.LEASED),
+        (JobPhase.LEASED, "lease_returned", JobPhase.QUEUED),
+        (JobPhase.LEASED, "pending", JobPhase.PENDING),
+        (JobPhase.PENDING, "running", JobPhase.RUNNING),
+        (JobPhase.RUNNING, "cancelling", JobPhase.RUNNING),
+        (JobPhase.RUNNING, "utilisation", JobPhase.RUNNING),
+        (JobPhase.RUNNING, "succeeded", JobPhase.SUCCEEDED),
+        (JobPhase.RUNNING, "failed", JobPhase.FAILED),
+        (JobPhase.RUNNING, "preempted", JobPhase.PREEMPTED),
+        (JobPhase.RUNNING, "cancelled", JobPhase.CANCELLED),
+        (JobPhase.SUCCEEDED, "running", JobPhase.SUCCEEDED),
+        (JobPhase.CANCELLED, "failed", JobPhase.CANCELLED),
     ],
 )
-def test_state_after_event(current: JobState | None, event: str, expected: JobState) -> None:
+def test_state_after_event(current: JobPhase | None, event: str, expected: JobPhase) -> None:
     """Events move the state as Armada's do, and terminal states are final."""
     assert state_after(current, event) is expected
 

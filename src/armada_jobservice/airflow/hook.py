@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from armada_jobservice._channel import channel_credentials
+from armada_jobservice._channel import DEFAULT_PORT, channel_credentials
 from armada_jobservice.airflow._compat import AirflowException, BaseHook
 
 DEFAULT_CONN_ID = "armada_jobservice_default"
@@ -72,7 +72,7 @@ class ArmadaJobServiceHook(BaseHook):  # type: ignore[misc]
             conn = self.get_connection(self.conn_id)
             extra = conn.extra_dejson
             if conn.host:
-                fields["jobservice_url"] = f"{conn.host}:{conn.port or 60003}"
+                fields["jobservice_url"] = f"{conn.host}:{conn.port or DEFAULT_PORT}"
             fields["armada_url"] = extra.get("armada_url")
             fields["tls"] = bool(extra.get("tls", False))
             fields["token"] = conn.password or None

@@ -8,6 +8,11 @@ from typing import Any
 from armada_jobservice._client import JobServiceClient
 from armada_jobservice._exceptions import JobServiceError, WaitTimeout
 from armada_jobservice._types import JobState, JobStatus
+from armada_jobservice._wait import (
+    DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
+    DEFAULT_NOT_FOUND_TIMEOUT_S,
+    DEFAULT_POLL_INTERVAL_S,
+)
 from armada_jobservice.airflow._armada import cancel_job, submit_job
 from armada_jobservice.airflow._compat import AirflowException, BaseOperator
 from armada_jobservice.airflow.hook import DEFAULT_CONN_ID, ArmadaJobServiceHook, Endpoints
@@ -53,9 +58,9 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
         armada_url: str | None = None,
         jobservice_url: str | None = None,
         tls: bool | None = None,
-        poll_interval_s: float = 5.0,
-        not_found_timeout_s: float = 600.0,
-        connection_error_timeout_s: float = 600.0,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+        not_found_timeout_s: float = DEFAULT_NOT_FOUND_TIMEOUT_S,
+        connection_error_timeout_s: float = DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
         wait_timeout_s: float | None = None,
         deferrable: bool = False,
         **kwargs: Any,

@@ -7,6 +7,11 @@ from typing import Any
 
 from armada_jobservice._async_client import AsyncJobServiceClient
 from armada_jobservice._exceptions import JobServiceError, WaitTimeout
+from armada_jobservice._wait import (
+    DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
+    DEFAULT_NOT_FOUND_TIMEOUT_S,
+    DEFAULT_POLL_INTERVAL_S,
+)
 from armada_jobservice.airflow._compat import BaseTrigger, TriggerEvent
 
 TIMED_OUT = "TIMED_OUT"
@@ -27,9 +32,9 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
         jobservice_url: str,
         tls: bool = False,
         conn_id: str | None = None,
-        poll_interval_s: float = 5.0,
-        not_found_timeout_s: float = 600.0,
-        connection_error_timeout_s: float = 600.0,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+        not_found_timeout_s: float = DEFAULT_NOT_FOUND_TIMEOUT_S,
+        connection_error_timeout_s: float = DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
         wait_timeout_s: float | None = None,
     ) -> None:
         super().__init__()

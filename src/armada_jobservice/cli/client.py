@@ -1,9 +1,7 @@
 """``armada-jobservice status | wait | health``: ask a running job service from the shell.
 
-Exit codes (also in ``docs/cli.md``): 0 every job SUCCEEDED (health: SERVING);
-1 a job FAILED or was CANCELLED (health: not SERVING); 2 bad arguments; 3 a job
-is still in progress; 4 a job is JOB_ID_NOT_FOUND; 5 the service could not be
-asked; 6 ``wait`` gave up on a job (a timeout).
+Exit codes are ``ExitCode`` (``cli/exit_codes.py``, listed in ``docs/cli.md``);
+with several jobs the worst decides (``exit_code_for``).
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ import grpc
 
 from armada_jobservice._async_client import AsyncJobServiceClient
 from armada_jobservice._channel import DEFAULT_TARGET
-from armada_jobservice._exceptions import JobServiceError, WaitTimeout
+from armada_jobservice._client import DEFAULT_CALL_TIMEOUT_S
+from armada_jobservice._exceptions import JobServiceError, TransportError, WaitTimeout
 from armada_jobservice._types import JobState, ServingStatus
 from armada_jobservice._wait import (
     DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
@@ -30,11 +29,10 @@ from armada_jobservice._wait import (
     DEFAULT_POLL_INTERVAL_S,
 )
 from armada_jobservice.cli.exit_codes import ExitCode
+from armada_jobservice.cli.progress import TIMED_OUT, ProgressView, job_state
 
 TARGET_ENV = "ARMADA_JOBSERVICE_TARGET"
 TOKEN_ENV = "ARMADA_JOBSERVICE_TOKEN"
-TIMED_OUT = "TIMED_OUT"
-"""The state column of a job ``wait`` gave up on (not a job-service state)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +49,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = subparsers.add_parser(
         "status",
         help="print the state of jobs",
-        description="Print one line per job. Exit code: 0 all succeeded, 1 one failed or "
-        "was cancelled, 3 one is still in progress, 4 one is not found, 5 service error.",
+        description="Print one line per job. Exit code: "
+        + _codes(
+            (ExitCode.OK, "all succeeded"),
+            (ExitCode.FAILED, "one failed or was cancelled"),
+            (ExitCode.IN_PROGRESS, "one is still in progress"),
+            (ExitCode.NOT_FOUND, "one is not found"),
+            (ExitCode.SERVICE_ERROR, "service error"),
+        ),
     )
     _job_arguments(status)
     _connection_arguments(status)
@@ -62,7 +66,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "wait",
         help="wait until jobs end",
         description="Poll until every job has ended, then print one line per job. Exit code: "
-        "0 all succeeded, 1 one failed or was cancelled, 6 gave up on one, 5 service error.",
+        + _codes(
+            (ExitCode.OK, "all succeeded"),
+            (ExitCode.FAILED, "one failed or was cancelled"),
+            (ExitCode.TIMEOUT, "gave up on one"),
+            (ExitCode.SERVICE_ERROR, "service error"),
+        ),
     )
     _job_arguments(wait)
     wait.add_argument(
@@ -107,11 +116,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     health = subparsers.add_parser(
         "health",
         help="check that the service is serving",
-        description="Exit code 0 only when the service answers SERVING; 1 when it answers "
-        "anything else, 5 when it cannot be asked.",
+        description=f"Exit code {int(ExitCode.OK)} only when the service answers SERVING; "
+        f"{int(ExitCode.FAILED)} when it answers anything else, "
+        f"{int(ExitCode.SERVICE_ERROR)} when it cannot be asked.",
     )
     _connection_arguments(health)
     health.set_defaults(handler=run_health)
+
+
+def _codes(*meanings: tuple[ExitCode, str]) -> str:
+    """Describe exit codes for a ``--help`` text, numbered from ``ExitCode`` itself."""
+    return ", ".join(f"{int(code)} {text}" for code, text in meanings) + "."
 
 
 def _seconds(text: str) -> float:
@@ -148,9 +163,9 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--call-timeout",
         type=_seconds,
-        default=10.0,
+        default=DEFAULT_CALL_TIMEOUT_S,
         metavar="S",
-        help="deadline of one call, retries included (default: 10)",
+        help=f"deadline of one call, retries included (default: {DEFAULT_CALL_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--output",
@@ -180,7 +195,7 @@ class _UsageError(Exception):
     """A bad argument found after parsing; reported like argparse's own errors."""
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, code: ExitCode) -> int:
     print(f"armada-jobservice: error: {message}", file=sys.stderr)
     return code
 
@@ -192,7 +207,18 @@ def _guarded(args: argparse.Namespace, body: Any) -> int:
     except _UsageError as exc:
         return _fail(str(exc), ExitCode.USAGE)
     except JobServiceError as exc:
-        return _fail(str(exc), ExitCode.SERVICE_ERROR)
+        return _fail(str(exc) + _tls_hint(args, exc), ExitCode.SERVICE_ERROR)
+
+
+def _tls_hint(args: argparse.Namespace, exc: JobServiceError) -> str:
+    """Say which flag decides trust when a TLS handshake failed; gRPC's text names no flag."""
+    if not isinstance(exc, TransportError) or "handshake" not in exc.details.lower():
+        return ""
+    if args.ca_cert is not None:
+        return f" (the service's certificate is not signed by a CA in --ca-cert {args.ca_cert})"
+    if args.tls:
+        return " (the service's certificate is not signed by a system CA; see --ca-cert)"
+    return ""
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -212,14 +238,15 @@ async def _status(args: argparse.Namespace) -> int:
 
 def exit_code_for(rows: Iterable[Row]) -> int:
     """The exit code for a set of job states: the worst one decides."""
-    states = {row.state for row in rows}
-    if states & {JobState.FAILED.value, JobState.CANCELLED.value}:
+    labels = {row.state for row in rows}
+    states = {job_state(label) for label in labels}
+    if any(s is not None and s.is_terminal and not s.is_success for s in states):
         return ExitCode.FAILED
-    if TIMED_OUT in states:
+    if TIMED_OUT in labels:
         return ExitCode.TIMEOUT
-    if JobState.JOB_ID_NOT_FOUND.value in states:
+    if JobState.JOB_ID_NOT_FOUND in states:
         return ExitCode.NOT_FOUND
-    if states - {JobState.SUCCEEDED.value}:
+    if states - {JobState.SUCCEEDED}:
         return ExitCode.IN_PROGRESS
     return ExitCode.OK
 
@@ -231,7 +258,7 @@ def run_wait(args: argparse.Namespace) -> int:
 
 async def _wait(args: argparse.Namespace) -> int:
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-    progress = Progress(args.job_ids, live=show)
+    progress = ProgressView(args.job_ids, live=show)
 
     async def one(client: AsyncJobServiceClient, job_id: str) -> Row:
         try:
@@ -243,10 +270,10 @@ async def _wait(args: argparse.Namespace) -> int:
                 not_found_timeout_s=args.not_found_timeout,
                 connection_error_timeout_s=args.connection_error_timeout,
                 timeout_s=args.timeout,
-                on_status=lambda s: progress.update(job_id, s.state.value),
+                on_status=lambda s: progress.update(job_id, s.state.value, s.error),
             )
         except WaitTimeout as exc:
-            progress.update(job_id, TIMED_OUT)
+            progress.update(job_id, TIMED_OUT, str(exc))
             return Row(job_id, TIMED_OUT, str(exc))
         return Row(job_id, status.state.value, status.error)
 
@@ -291,68 +318,3 @@ def _print_rows(args: argparse.Namespace, rows: Sequence[Row], out: IO[str]) -> 
         line = f"{r.job_id:<{width}}  {r.state}"
         # Error texts can span lines (container messages); one job stays one line.
         print(line + (f"  {' '.join(r.error.split())}" if r.error else ""), file=out)
-
-
-class Progress:
-    """A live view of many jobs' states on stderr, or plain change lines when not live."""
-
-    MAX_ROWS = 15
-
-    def __init__(self, job_ids: Sequence[str], *, live: bool, file: IO[str] | None = None) -> None:
-        self.states: dict[str, str] = dict.fromkeys(job_ids, "WAITING")
-        self.live = live
-        self.file = file
-        self._live: Any = None
-
-    def update(self, job_id: str, state: str) -> None:
-        """Record a job's latest state; in plain mode print it when it changed."""
-        if self.states.get(job_id) == state:
-            return
-        self.states[job_id] = state
-        if not self.live:
-            print(f"{job_id}: {state}", file=self.file or sys.stderr)
-        elif self._live is not None:
-            self._live.refresh()
-
-    def render(self) -> Any:
-        """Build the view: counts per state, then the jobs that have not ended yet."""
-        from rich.console import Group
-        from rich.table import Table
-        from rich.text import Text
-
-        counts: dict[str, int] = {}
-        for state in self.states.values():
-            counts[state] = counts.get(state, 0) + 1
-        ended = sum(n for s, n in counts.items() if s in _ENDED)
-        summary = Text(f"{ended}/{len(self.states)} ended  ")
-        summary.append("  ".join(f"{s}: {n}" for s, n in sorted(counts.items())))
-        table = Table(box=None, show_header=True, pad_edge=False)
-        table.add_column("job")
-        table.add_column("state")
-        pending = [(j, s) for j, s in self.states.items() if s not in _ENDED]
-        for job_id, state in pending[: self.MAX_ROWS]:
-            table.add_row(job_id, state)
-        parts: list[Any] = [summary]
-        if pending:
-            parts.append(table)
-        if len(pending) > self.MAX_ROWS:
-            parts.append(Text(f"... and {len(pending) - self.MAX_ROWS} more"))
-        return Group(*parts)
-
-    def __enter__(self) -> Progress:
-        if self.live:
-            from rich.console import Console
-            from rich.live import Live
-
-            console = Console(file=self.file or sys.stderr)
-            self._live = Live(get_renderable=self.render, console=console, refresh_per_second=4)
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(*exc_info)
-            self._live = None
-
-
-_ENDED = frozenset({s.value for s in JobState if s.is_terminal} | {TIMED_OUT})

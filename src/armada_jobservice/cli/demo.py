@@ -3,51 +3,36 @@
 It starts the Armada simulator and the job service (SQLite in a temporary
 directory) in this process, submits a seeded, mixed batch of jobs across a few
 job sets through armada-client, cancels one of them and lets another be
-preempted, and polls every job through the job service's gRPC API, as the
-Airflow operator does, showing a live view until all are terminal.
+preempted, and follows every job through the public client
+(``AsyncJobServiceClient.wait_for_job``), as the Airflow operator does,
+showing the same progress view as ``wait`` until all have ended.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import grpc
 from armada_client.armada import submit_pb2
 from armada_client.asyncio_client import ArmadaAsyncIOClient
 from armada_client.k8s.io.api.core.v1 import generated_pb2 as core_v1
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.console import Console
 
-from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice._async_client import AsyncJobServiceClient
+from armada_jobservice._exceptions import JobServiceError, WaitTimeout
+from armada_jobservice._types import JobState, JobStatus
 from armada_jobservice.cli.exit_codes import ExitCode
+from armada_jobservice.cli.progress import TIMED_OUT, ProgressView, is_ended
 from armada_jobservice.sim import ArmadaSimulator, Mix
 
 QUEUE = "demo"
-State = jobservice_pb2.JobServiceResponse.State
-TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
-STATE_NAMES = [name for name, _ in State.items()]
-STATE_STYLES = {
-    "SUCCEEDED": "green",
-    "FAILED": "red",
-    "CANCELLED": "yellow",
-    "RUNNING": "cyan",
-    "SUBMITTED": "blue",
-    "JOB_ID_NOT_FOUND": "dim",
-    "CONNECTION_ERR": "magenta",
-    "DUPLICATE_FOUND": "white",
-}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,22 +48,21 @@ class DemoOptions:
     time_scale: float = 0.4
     """Real seconds per simulated second."""
     poll_interval_s: float = 0.25
-    """Pause between two polling rounds through the job service."""
+    """Seconds between two polls of one job through the job service."""
     timeout_s: float = 50.0
-    """Give up (exit 1) if the jobs are not all terminal by then."""
+    """Give up (exit 6, ``TIMEOUT``) on jobs that have not ended this long after submission."""
     live: bool | None = None
     """Live view on (True), off (False) or only on a terminal (None)."""
 
 
-@dataclasses.dataclass(slots=True)
-class Tracked:
-    """A submitted job and what the job service last said about it."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Submitted:
+    """A job the demo submitted, and the part the demo's script gave it."""
 
     job_id: str
     job_set_id: str
     role: str = ""
-    state: int = State.JOB_ID_NOT_FOUND
-    error: str = ""
+    """Why the job will not simply run its course (cancelled, preempted), or empty."""
 
 
 def _pod_spec() -> core_v1.PodSpec:
@@ -95,12 +79,12 @@ def _annotations(index: int) -> dict[str, str]:
     return {}
 
 
-async def _submit(client: ArmadaAsyncIOClient, options: DemoOptions) -> list[Tracked]:
+async def _submit(client: ArmadaAsyncIOClient, options: DemoOptions) -> list[Submitted]:
     await client.create_queue(client.create_queue_request(QUEUE, priority_factor=1.0))
     per_set: dict[str, list[int]] = {}
     for index in range(options.jobs):
         per_set.setdefault(f"demo-run-{index % options.job_sets + 1}", []).append(index)
-    tracked = []
+    submitted = []
     for job_set_id, indices in per_set.items():
         items = [
             client.create_job_request_item(
@@ -114,87 +98,8 @@ async def _submit(client: ArmadaAsyncIOClient, options: DemoOptions) -> list[Tra
         )
         for index, item in zip(indices, response.job_response_items, strict=True):
             role = {0: "cancelled by the demo", 1: "preempted"}.get(index, "")
-            tracked.append(Tracked(item.job_id, job_set_id, role))
-    return tracked
-
-
-async def _poll(stub: jobservice_pb2_grpc.JobServiceStub, jobs: list[Tracked]) -> None:
-    async def one(job: Tracked) -> None:
-        try:
-            answer = await stub.GetJobStatus(
-                jobservice_pb2.JobServiceRequest(
-                    queue=QUEUE, job_set_id=job.job_set_id, job_id=job.job_id
-                ),
-                timeout=5,
-            )
-        except grpc.aio.AioRpcError as exc:
-            job.state, job.error = State.CONNECTION_ERR, exc.details() or str(exc.code())
-            return
-        job.state, job.error = answer.state, answer.error
-
-    await asyncio.gather(*(one(j) for j in jobs if j.state not in TERMINAL))
-
-
-def _counts_table(jobs: list[Tracked]) -> Table:
-    counts = Counter(State.Name(j.state) for j in jobs)
-    table = Table(title="jobs by state", title_justify="left")
-    for name in STATE_NAMES:
-        if counts.get(name):
-            table.add_column(name, style=STATE_STYLES.get(name, ""), justify="right")
-    table.add_row(*(str(counts[name]) for name in STATE_NAMES if counts.get(name)))
-    return table
-
-
-def _problems_table(jobs: list[Tracked]) -> Table:
-    table = Table(title="failures and cancellations", title_justify="left", expand=False)
-    table.add_column("job set")
-    table.add_column("job id", overflow="fold")
-    table.add_column("state")
-    table.add_column("reason")
-    for job in jobs:
-        if job.state in (State.FAILED, State.CANCELLED):
-            name = State.Name(job.state)
-            table.add_row(
-                job.job_set_id, job.job_id, f"[{STATE_STYLES[name]}]{name}", job.error or job.role
-            )
-    return table
-
-
-class _View:
-    """The live view: a progress bar, the counts per state and the problems so far."""
-
-    def __init__(self, console: Console, total: int) -> None:
-        self.progress = Progress(
-            TextColumn("terminal"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self.task = self.progress.add_task("jobs", total=total)
-
-    def render(self, jobs: list[Tracked]) -> Group:
-        """Return the view of ``jobs`` now."""
-        done = sum(j.state in TERMINAL for j in jobs)
-        self.progress.update(self.task, completed=done)
-        parts: list[Any] = [self.progress, _counts_table(jobs)]
-        if any(j.state in (State.FAILED, State.CANCELLED) for j in jobs):
-            parts.append(_problems_table(jobs))
-        return Group(*parts)
-
-
-@contextlib.contextmanager
-def _live(
-    console: Console,
-    view: _View,
-    jobs: list[Tracked],
-    enabled: bool,
-) -> Iterator[Live | None]:
-    if not enabled:
-        yield None
-        return
-    with Live(view.render(jobs), console=console, refresh_per_second=8) as live:
-        yield live
+            submitted.append(Submitted(item.job_id, job_set_id, role))
+    return submitted
 
 
 async def run_demo(options: DemoOptions, console: Console) -> int:
@@ -202,7 +107,7 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
     from armada_jobservice.server.app import JobServiceApp
     from armada_jobservice.server.config import Settings
 
-    live_enabled = console.is_terminal if options.live is None else options.live
+    live = console.is_terminal if options.live is None else options.live
     mix = Mix(
         fail_ratio=0.25,
         lease_return_ratio=0.15,
@@ -225,73 +130,88 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
             async with (
                 JobServiceApp(settings) as app,
                 grpc.aio.insecure_channel(sim.address) as armada_channel,
-                grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as service_channel,
+                AsyncJobServiceClient(f"127.0.0.1:{app.grpc_port}") as client,
             ):
                 console.print(
                     f"Armada simulator on [bold]{sim.address}[/], job service on "
                     f"[bold]127.0.0.1:{app.grpc_port}[/] (SQLite in {tmp})"
                 )
                 armada = ArmadaAsyncIOClient(armada_channel)
-                stub = jobservice_pb2_grpc.JobServiceStub(  # type: ignore[no-untyped-call]
-                    service_channel
-                )
                 jobs = await _submit(armada, options)
                 console.print(
                     f"submitted {len(jobs)} jobs to queue [bold]{QUEUE}[/] in "
-                    f"{options.job_sets} job sets; polling the job service"
+                    f"{options.job_sets} job sets; following them through the job service"
                 )
-                finished = await _watch(console, armada, stub, jobs, options, live_enabled)
-    _summary(console, jobs, time.monotonic() - started, finished)
+                view = ProgressView([j.job_id for j in jobs], live=live, console=console)
+                with view:
+                    await _follow(client, armada, jobs, options, view)
+    finished = all(view.state(j.job_id) != TIMED_OUT for j in jobs)
+    _summary(console, view, live, time.monotonic() - started, finished)
     return ExitCode.OK if finished else ExitCode.TIMEOUT
 
 
-async def _watch(
-    console: Console,
+async def _follow(
+    client: AsyncJobServiceClient,
     armada: ArmadaAsyncIOClient,
-    stub: jobservice_pb2_grpc.JobServiceStub,
-    jobs: list[Tracked],
+    jobs: list[Submitted],
     options: DemoOptions,
-    live_enabled: bool,
-) -> bool:
-    view = _View(console, len(jobs))
-    deadline = time.monotonic() + options.timeout_s
+    view: ProgressView,
+) -> None:
+    """Wait for every job at once; cancel the scripted one once the service says RUNNING."""
     to_cancel = next((j for j in jobs if j.role.startswith("cancelled")), None)
-    last_line = ""
-    with _live(console, view, jobs, live_enabled) as live:
-        while True:
-            await _poll(stub, jobs)
-            if to_cancel is not None and to_cancel.state == State.RUNNING:
-                await armada.cancel_jobs(QUEUE, to_cancel.job_set_id, to_cancel.job_id)
-                to_cancel = None
-            if live is not None:
-                live.update(view.render(jobs))
-            else:
-                counts = Counter(State.Name(j.state) for j in jobs)
-                line = ", ".join(f"{counts[n]} {n}" for n in STATE_NAMES if counts.get(n))
-                if line != last_line:
-                    console.print(line)
-                    last_line = line
-            if all(j.state in TERMINAL for j in jobs):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(options.poll_interval_s)
+    running = asyncio.Event()
+
+    async def one(job: Submitted) -> None:
+        def seen(status: JobStatus) -> None:
+            # A job that ended without a reason of its own is explained by its role.
+            view.update(job.job_id, status.state.value, status.error or job.role)
+            if job is to_cancel and status.state is JobState.RUNNING:
+                running.set()
+
+        try:
+            await client.wait_for_job(
+                QUEUE,
+                job.job_set_id,
+                job.job_id,
+                poll_interval_s=options.poll_interval_s,
+                timeout_s=options.timeout_s,
+                on_status=seen,
+            )
+        except WaitTimeout as exc:
+            view.update(job.job_id, TIMED_OUT, str(exc))
+
+    async def cancel(job: Submitted) -> None:
+        await running.wait()
+        await armada.cancel_jobs(QUEUE, job.job_set_id, job.job_id)
+
+    canceller = asyncio.create_task(cancel(to_cancel)) if to_cancel is not None else None
+    try:
+        await asyncio.gather(*(one(j) for j in jobs))
+    finally:
+        if canceller is not None:
+            # The job may have ended (or been given up on) before it ran.
+            canceller.cancel()
+            await asyncio.gather(canceller, return_exceptions=True)
 
 
-def _summary(console: Console, jobs: list[Tracked], elapsed_s: float, finished: bool) -> None:
+def _summary(
+    console: Console, view: ProgressView, live: bool, elapsed_s: float, finished: bool
+) -> None:
+    if not live:
+        # The live view leaves its last frame on screen; without it, show that frame once.
+        console.print()
+        console.print(view.render())
+    counts = view.counts()
     console.print()
-    console.print(_counts_table(jobs))
-    if any(j.state in (State.FAILED, State.CANCELLED) for j in jobs):
-        console.print(_problems_table(jobs))
-    counts = Counter(State.Name(j.state) for j in jobs)
     if finished:
         console.print(
-            f"[bold]Summary:[/] {len(jobs)} jobs terminal in {elapsed_s:.1f} s: "
-            f"{counts['SUCCEEDED']} succeeded, {counts['FAILED']} failed, "
-            f"{counts['CANCELLED']} cancelled (all answered by the job service)."
+            f"[bold]Summary:[/] {len(view.jobs)} jobs terminal in {elapsed_s:.1f} s: "
+            f"{counts.get(JobState.SUCCEEDED, 0)} succeeded, "
+            f"{counts.get(JobState.FAILED, 0)} failed, "
+            f"{counts.get(JobState.CANCELLED, 0)} cancelled (all answered by the job service)."
         )
     else:
-        waiting = len(jobs) - sum(counts[State.Name(s)] for s in TERMINAL)
+        waiting = sum(n for state, n in counts.items() if not is_ended(state) or state == TIMED_OUT)
         console.print(
             f"[bold red]Gave up[/] after {elapsed_s:.1f} s with {waiting} job(s) not terminal."
         )
@@ -363,4 +283,8 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout_s,
         live=args.live,
     )
-    return asyncio.run(run_demo(options, Console()))
+    try:
+        return asyncio.run(run_demo(options, Console()))
+    except JobServiceError as exc:
+        print(f"armada-jobservice demo: error: {exc}", file=sys.stderr)
+        return ExitCode.SERVICE_ERROR

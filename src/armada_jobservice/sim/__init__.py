@@ -8,7 +8,7 @@ through a scriptable lifecycle and injects faults on request. See
 
 from armada_jobservice.sim.events import build_event, failure_fields
 from armada_jobservice.sim.faults import Faults, StreamRule
-from armada_jobservice.sim.lifecycle import JobPlan, JobState, Mix, Outcome, PlanError
+from armada_jobservice.sim.lifecycle import JobPhase, JobPlan, Mix, Outcome, PlanError
 from armada_jobservice.sim.simulator import (
     ArmadaSimulator,
     SimulatorError,
@@ -19,8 +19,8 @@ from armada_jobservice.sim.simulator import (
 __all__ = [
     "ArmadaSimulator",
     "Faults",
+    "JobPhase",
     "JobPlan",
-    "JobState",
     "Mix",
     "Outcome",
     "PlanError",

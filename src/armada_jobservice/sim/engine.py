@@ -21,9 +21,9 @@ from typing import Any
 from armada_client.armada import event_pb2, submit_pb2
 
 from armada_jobservice.sim import events
-from armada_jobservice.sim.lifecycle import JobPlan, JobState, Mix, Outcome, plan_job, state_after
+from armada_jobservice.sim.eventlog import EventLog
+from armada_jobservice.sim.lifecycle import JobPhase, JobPlan, Mix, Outcome, plan_job, state_after
 from armada_jobservice.sim.scheduler import Scheduler
-from armada_jobservice.sim.store import EventStore
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -48,7 +48,7 @@ class Job:
     queue: str
     job_set_id: str
     plan: JobPlan
-    state: JobState | None = None
+    state: JobPhase | None = None
     generation: int = 0
     attempt: int = 0
     lease_returns_left: int = 0
@@ -60,18 +60,18 @@ class Job:
 
 
 class Engine:
-    """Queues, jobs and their lifecycle, on top of an event store and a scheduler."""
+    """Queues, jobs and their lifecycle, on top of an event log and a scheduler."""
 
     def __init__(
         self,
-        store: EventStore,
+        event_log: EventLog,
         scheduler: Scheduler,
         mix: Mix,
         seed: int | None,
         requestor: str = "anonymous",
     ) -> None:
         """Create an engine; ``seed`` makes the mix (not the job ids' time part) repeatable."""
-        self.store = store
+        self.event_log = event_log
         self.scheduler = scheduler
         self.mix = mix
         self.rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(8)))
@@ -117,7 +117,7 @@ class Engine:
 
     def publish(self, queue: str, job_set_id: str, message: event_pb2.EventMessage) -> str:
         """Append ``message`` to the job set, apply it to its job, and return its id."""
-        message_id = self.store.append(queue, job_set_id, message)
+        message_id = self.event_log.append(queue, job_set_id, message)
         kind = events.event_kind(message)
         job = self.jobs.get(events.event_job_id(message))
         if job is not None:
@@ -133,7 +133,7 @@ class Engine:
             # but nothing drives it: the script does.
             inner = message.submitted
             self.jobs[inner.job_id] = Job(
-                inner.job_id, queue, job_set_id, JobPlan(), state=JobState.SUBMITTED, hold_done=True
+                inner.job_id, queue, job_set_id, JobPlan(), state=JobPhase.SUBMITTED, hold_done=True
             )
         self.notify()
         return message_id
@@ -310,7 +310,7 @@ class Engine:
         self,
         queue: str,
         job_set_id: str,
-        states: Iterable[JobState] = (),
+        states: Iterable[JobPhase] = (),
         requestor: str | None = None,
         reason: str = "",
     ) -> list[str]:

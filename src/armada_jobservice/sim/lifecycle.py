@@ -67,8 +67,12 @@ class PlanError(ValueError):
     """An ``armada-sim/*`` annotation has a value the simulator cannot use."""
 
 
-class JobState(enum.StrEnum):
-    """The state of a simulated job, named after the Armada event that set it."""
+class JobPhase(enum.StrEnum):
+    """The phase of a simulated job, named after the Armada event that set it.
+
+    Not called ``JobState``: that name is the public ``armada_jobservice.JobState``,
+    the job service's answer, which has other members and other meanings.
+    """
 
     SUBMITTED = "submitted"
     QUEUED = "queued"
@@ -90,36 +94,36 @@ class JobState(enum.StrEnum):
         return _TO_API[self]
 
 
-_TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED})
+_TERMINAL = frozenset({JobPhase.SUCCEEDED, JobPhase.FAILED, JobPhase.CANCELLED, JobPhase.PREEMPTED})
 _TO_API = {
-    JobState.SUBMITTED: submit_pb2.SUBMITTED,
-    JobState.QUEUED: submit_pb2.QUEUED,
-    JobState.LEASED: submit_pb2.LEASED,
-    JobState.PENDING: submit_pb2.PENDING,
-    JobState.RUNNING: submit_pb2.RUNNING,
-    JobState.SUCCEEDED: submit_pb2.SUCCEEDED,
-    JobState.FAILED: submit_pb2.FAILED,
-    JobState.CANCELLED: submit_pb2.CANCELLED,
-    JobState.PREEMPTED: submit_pb2.PREEMPTED,
+    JobPhase.SUBMITTED: submit_pb2.SUBMITTED,
+    JobPhase.QUEUED: submit_pb2.QUEUED,
+    JobPhase.LEASED: submit_pb2.LEASED,
+    JobPhase.PENDING: submit_pb2.PENDING,
+    JobPhase.RUNNING: submit_pb2.RUNNING,
+    JobPhase.SUCCEEDED: submit_pb2.SUCCEEDED,
+    JobPhase.FAILED: submit_pb2.FAILED,
+    JobPhase.CANCELLED: submit_pb2.CANCELLED,
+    JobPhase.PREEMPTED: submit_pb2.PREEMPTED,
 }
 
 # Events that move a job; the others (cancelling, utilisation, ...) leave it.
 _EVENT_STATE = {
-    "submitted": JobState.SUBMITTED,
-    "queued": JobState.QUEUED,
-    "lease_returned": JobState.QUEUED,
-    "lease_expired": JobState.QUEUED,
-    "leased": JobState.LEASED,
-    "pending": JobState.PENDING,
-    "running": JobState.RUNNING,
-    "succeeded": JobState.SUCCEEDED,
-    "failed": JobState.FAILED,
-    "cancelled": JobState.CANCELLED,
-    "preempted": JobState.PREEMPTED,
+    "submitted": JobPhase.SUBMITTED,
+    "queued": JobPhase.QUEUED,
+    "lease_returned": JobPhase.QUEUED,
+    "lease_expired": JobPhase.QUEUED,
+    "leased": JobPhase.LEASED,
+    "pending": JobPhase.PENDING,
+    "running": JobPhase.RUNNING,
+    "succeeded": JobPhase.SUCCEEDED,
+    "failed": JobPhase.FAILED,
+    "cancelled": JobPhase.CANCELLED,
+    "preempted": JobPhase.PREEMPTED,
 }
 
 
-def state_after(current: JobState | None, event_kind: str) -> JobState | None:
+def state_after(current: JobPhase | None, event_kind: str) -> JobPhase | None:
     """Return the job's state after an event of ``event_kind`` (a oneof name).
 
     A terminal state is final: later events do not move it, as in Armada's
@@ -150,7 +154,7 @@ FAILURE_SAMPLES: tuple[tuple[str, int, str], ...] = (
     ("Error: container 'main' exited with code 2 (misuse of shell builtins)", 2, "Error"),
 )
 
-HOLDABLE = (JobState.QUEUED, JobState.LEASED, JobState.PENDING, JobState.RUNNING)
+HOLDABLE = (JobPhase.QUEUED, JobPhase.LEASED, JobPhase.PENDING, JobPhase.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +208,7 @@ class JobPlan:
     failure_cause: str = "Error"
     preemption_reason: str = "preempted by a job of a higher priority class"
     cancel_reason: str = "cancelled by the simulator's mix"
-    hold_at: JobState | None = field(default=None)
+    hold_at: JobPhase | None = field(default=None)
 
 
 def _seconds(
@@ -285,10 +289,10 @@ def plan_job(annotations: Mapping[str, str], mix: Mix, rng: random.Random) -> Jo
     exit_code = _integer(annotations, EXIT_CODE)
 
     raw_hold = annotations.get(HOLD_AT)
-    hold_at: JobState | None = None
+    hold_at: JobPhase | None = None
     if raw_hold is not None:
         try:
-            hold_at = JobState(raw_hold.strip().lower())
+            hold_at = JobPhase(raw_hold.strip().lower())
         except ValueError:
             hold_at = None
         if hold_at not in HOLDABLE:

@@ -25,8 +25,8 @@ from armada_client.armada import (
 )
 from google.protobuf import empty_pb2
 
-from armada_jobservice.sim.lifecycle import JobState, PlanError
-from armada_jobservice.sim.store import MessageIdError, parse_message_id
+from armada_jobservice.sim.eventlog import MessageIdError, parse_message_id
+from armada_jobservice.sim.lifecycle import JobPhase, PlanError
 
 if TYPE_CHECKING:
     from armada_jobservice.sim.simulator import ArmadaSimulator
@@ -39,9 +39,9 @@ _MAX_CLIENT_ID = 100
 
 # api.JobState values of a CancelJobSet filter, mapped to the simulator's states.
 _FILTER_STATES = {
-    submit_pb2.QUEUED: (JobState.SUBMITTED, JobState.QUEUED),
-    submit_pb2.PENDING: (JobState.LEASED, JobState.PENDING),
-    submit_pb2.RUNNING: (JobState.RUNNING,),
+    submit_pb2.QUEUED: (JobPhase.SUBMITTED, JobPhase.QUEUED),
+    submit_pb2.PENDING: (JobPhase.LEASED, JobPhase.PENDING),
+    submit_pb2.RUNNING: (JobPhase.RUNNING,),
 }
 
 
@@ -366,7 +366,7 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"[GetJobSetEvents] Queue {request.queue} does not exist",
             )
-        if request.errorIfMissing and not sim.store.exists(request.queue, request.id):
+        if request.errorIfMissing and not sim.event_log.exists(request.queue, request.id):
             await _abort(
                 context,
                 grpc.StatusCode.NOT_FOUND,
@@ -376,7 +376,7 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
             position = parse_message_id(request.from_message_id)
         except MessageIdError as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"[GetJobSetEvents] {exc}")
-        log = sim.store.log(request.queue, request.id)
+        log = sim.event_log.log(request.queue, request.id)
         # Without watch, Armada stops after the last event that existed when
         # the call arrived.
         stop = None if request.watch else len(log)

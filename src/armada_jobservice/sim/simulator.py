@@ -21,11 +21,11 @@ from armada_client.armada import event_pb2, submit_pb2
 
 from armada_jobservice.sim import events
 from armada_jobservice.sim.engine import Engine, Job
+from armada_jobservice.sim.eventlog import EventLog, JobSetLog
 from armada_jobservice.sim.faults import Faults
-from armada_jobservice.sim.lifecycle import JobState, Mix
+from armada_jobservice.sim.lifecycle import JobPhase, Mix
 from armada_jobservice.sim.scheduler import Scheduler
 from armada_jobservice.sim.servicers import add_servicers
-from armada_jobservice.sim.store import EventStore, JobSetLog
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +88,9 @@ class ArmadaSimulator:
         self.host = host
         self._requested_port = port
         self._port: int | None = None
-        self.store = EventStore()
+        self.event_log = EventLog()
         self.scheduler = Scheduler(time_scale)
-        self.engine = Engine(self.store, self.scheduler, mix or Mix(), seed, requestor)
+        self.engine = Engine(self.event_log, self.scheduler, mix or Mix(), seed, requestor)
         self.faults = faults or Faults()
         self.faults.bind_outage_hook(self._on_outage)
         self.client_ids: dict[tuple[str, str], str] = {}
@@ -214,7 +214,7 @@ class ArmadaSimulator:
         """Return the simulator's record of a job, or None."""
         return self.engine.jobs.get(job_id)
 
-    def job_state(self, job_id: str) -> JobState | None:
+    def job_state(self, job_id: str) -> JobPhase | None:
         """Return a job's current state, or None if unknown."""
         job = self.engine.jobs.get(job_id)
         return job.state if job is not None else None
@@ -265,7 +265,7 @@ class ArmadaSimulator:
 
     def events(self, queue: str, job_set_id: str) -> list[event_pb2.EventStreamMessage]:
         """Return a copy of the job set's events, oldest first."""
-        log = self.store.get(queue, job_set_id)
+        log = self.event_log.get(queue, job_set_id)
         return list(log.messages) if log is not None else []
 
     # -- streams and inspection ------------------------------------------------------

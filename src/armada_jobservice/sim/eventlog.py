@@ -76,11 +76,11 @@ class JobSetLog:
         await self._changed.wait()
 
 
-class EventStore:
-    """All job-set logs, keyed by (queue, job set id)."""
+class EventLog:
+    """The simulator's event log: every job set's log, keyed by (queue, job set id)."""
 
     def __init__(self) -> None:
-        """Create an empty store."""
+        """Create an empty event log."""
         self._logs: dict[tuple[str, str], JobSetLog] = {}
 
     def get(self, queue: str, job_set_id: str) -> JobSetLog | None:
