@@ -15,9 +15,7 @@ from armada_jobservice._exceptions import (
     ServiceUnavailable,
     TransportError,
 )
-
-DEFAULT_PORT = 60003
-"""The job service's port unless told otherwise (the original's port)."""
+from armada_jobservice._wire import DEFAULT_PORT
 
 DEFAULT_TARGET = f"127.0.0.1:{DEFAULT_PORT}"
 """Where the job service listens unless told otherwise."""

@@ -1,4 +1,4 @@
-"""The job states of the wire contract: their numbers, and which of them are terminal.
+"""The wire contract's facts both halves share: job state numbers, terminal states, the port.
 
 The one definition both halves of the package use: the client's string-valued
 ``JobState`` takes its terminal states from here, the service keeps and
@@ -33,3 +33,7 @@ class WireState(enum.IntEnum):
 
 #: The states a job never leaves: the job has ended.
 TERMINAL_STATES = frozenset({WireState.FAILED, WireState.SUCCEEDED, WireState.CANCELLED})
+
+
+DEFAULT_PORT = 60003
+"""The job service's gRPC port unless told otherwise (the Go job service's port)."""

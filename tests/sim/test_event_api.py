@@ -169,7 +169,7 @@ async def test_publish_any_message_and_drive_a_script(
     message = build_event("failed", QUEUE, "p", "job-9", reason="scripted")
     ids.append(sim.publish(QUEUE, "p", message))
     assert [i for i, _ in await read_events(channel, "p")] == ids
-    assert sim.job_state("job-9") is JobPhase.FAILED
+    assert sim.job_phase("job-9") is JobPhase.FAILED
     assert sim.job("job-9").error == "scripted"  # type: ignore[union-attr]
 
 
@@ -180,16 +180,16 @@ async def test_a_published_terminal_event_stops_the_simulated_lifecycle(
     [job_id] = await submit(client, annotations=[{"armada-sim/hold-at": "queued"}])
     sim.emit(QUEUE, "js", job_id, "succeeded")
     assert sim.release(job_id) is False
-    assert sim.job_state(job_id) is JobPhase.SUCCEEDED
+    assert sim.job_phase(job_id) is JobPhase.SUCCEEDED
 
 
 async def test_hold_and_release(sim: ArmadaSimulator, client: ArmadaAsyncIOClient) -> None:
     """A job held at pending waits there until released, then finishes."""
     [job_id] = await submit(client, annotations=[{"armada-sim/hold-at": "pending"}])
-    await sim.wait_for(lambda: sim.job_state(job_id) is JobPhase.PENDING)
+    await sim.wait_for(lambda: sim.job_phase(job_id) is JobPhase.PENDING)
     assert sim.release(job_id) is True
     await sim.wait_for_terminal([job_id])
-    assert sim.job_state(job_id) is JobPhase.SUCCEEDED
+    assert sim.job_phase(job_id) is JobPhase.SUCCEEDED
 
 
 async def test_the_deprecated_watch_rpc(sim: ArmadaSimulator, client: ArmadaAsyncIOClient) -> None:

@@ -27,7 +27,7 @@ async def test_submit_returns_one_id_per_item_and_the_jobs_finish(
     assert len(set(ids)) == 2
     assert all(len(i) == 26 for i in ids)
     await sim.wait_for_terminal(ids)
-    assert [sim.job_state(i) for i in ids] == [JobPhase.SUCCEEDED, JobPhase.FAILED]
+    assert [sim.job_phase(i) for i in ids] == [JobPhase.SUCCEEDED, JobPhase.FAILED]
 
 
 async def test_submit_to_a_missing_queue_is_permission_denied(client: ArmadaAsyncIOClient) -> None:
@@ -105,7 +105,7 @@ async def test_queue_methods_of_the_submit_service_work_too(
 async def test_cancel_a_held_job(sim: ArmadaSimulator, client: ArmadaAsyncIOClient) -> None:
     """CancelJobs cancels a live job: cancelling then cancelled, with requestor and reason."""
     [job_id] = await submit(client, annotations=[{"armada-sim/hold-at": "running"}])
-    await sim.wait_for(lambda: sim.job_state(job_id) is JobPhase.RUNNING)
+    await sim.wait_for(lambda: sim.job_phase(job_id) is JobPhase.RUNNING)
     result = await client.submit_stub.CancelJobs(
         submit_pb2.JobCancelRequest(
             queue=QUEUE, job_set_id="js", job_ids=[job_id], reason="not needed"
@@ -126,11 +126,11 @@ async def test_cancel_job_set_with_a_state_filter(
     queued, running = await submit(
         client, annotations=[{"armada-sim/hold-at": "queued"}, {"armada-sim/hold-at": "running"}]
     )
-    await sim.wait_for(lambda: sim.job_state(running) is JobPhase.RUNNING)
+    await sim.wait_for(lambda: sim.job_phase(running) is JobPhase.RUNNING)
     await client.cancel_jobset(QUEUE, "js", [ClientJobState.QUEUED])
     await sim.wait_for_terminal([queued])
-    assert sim.job_state(queued) is JobPhase.CANCELLED
-    assert sim.job_state(running) is JobPhase.RUNNING
+    assert sim.job_phase(queued) is JobPhase.CANCELLED
+    assert sim.job_phase(running) is JobPhase.RUNNING
 
 
 async def test_cancel_job_set_rejects_pending_without_running(client: ArmadaAsyncIOClient) -> None:
@@ -169,15 +169,15 @@ async def test_cancelling_a_finished_job_emits_nothing(
     before = len(sim.events(QUEUE, "js"))
     await client.cancel_jobs(QUEUE, "js", job_id)
     assert len(sim.events(QUEUE, "js")) == before
-    assert sim.job_state(job_id) is JobPhase.SUCCEEDED
+    assert sim.job_phase(job_id) is JobPhase.SUCCEEDED
 
 
 async def test_preempt_jobs(sim: ArmadaSimulator, client: ArmadaAsyncIOClient) -> None:
     """PreemptJobs ends a live job with preempting then preempted."""
     [job_id] = await submit(client, annotations=[{"armada-sim/hold-at": "running"}])
-    await sim.wait_for(lambda: sim.job_state(job_id) is JobPhase.RUNNING)
+    await sim.wait_for(lambda: sim.job_phase(job_id) is JobPhase.RUNNING)
     await client.preempt_jobs(QUEUE, "js", job_id)
-    assert sim.job_state(job_id) is JobPhase.PREEMPTED
+    assert sim.job_phase(job_id) is JobPhase.PREEMPTED
     kinds = [m.message.WhichOneof("events") for m in sim.events(QUEUE, "js")]
     assert kinds[-2:] == ["preempting", "preempted"]
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import grpc
 
-from armada_jobservice._channel import DEFAULT_PORT, channel_credentials
+from armada_jobservice._channel import channel_credentials
+from armada_jobservice._wire import DEFAULT_PORT
 from armada_jobservice.airflow._compat import AirflowException, BaseHook
 
 DEFAULT_CONN_ID = "armada_jobservice_default"

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from armada_jobservice._wire import DEFAULT_PORT
 from armada_jobservice.server.errors import ConfigError
 
 ENV_PREFIX = "ARMADA_JOBSERVICE_"
@@ -33,7 +34,9 @@ class Settings:
     """Everything the job service can be configured with; units are in the names."""
 
     grpc_host: str = field(default="0.0.0.0", metadata=_help("Address the gRPC API listens on."))
-    grpc_port: int = field(default=60003, metadata=_help("Port of the gRPC API (0 picks one)."))
+    grpc_port: int = field(
+        default=DEFAULT_PORT, metadata=_help("Port of the gRPC API (0 picks one).")
+    )
     armada_url: str = field(
         default="localhost:50051", metadata=_help("Armada's gRPC API, as host:port.")
     )

@@ -214,7 +214,7 @@ class ArmadaSimulator:
         """Return the simulator's record of a job, or None."""
         return self.engine.jobs.get(job_id)
 
-    def job_state(self, job_id: str) -> JobPhase | None:
+    def job_phase(self, job_id: str) -> JobPhase | None:
         """Return a job's current state, or None if unknown."""
         job = self.engine.jobs.get(job_id)
         return job.state if job is not None else None
@@ -340,6 +340,6 @@ class ArmadaSimulator:
         ids = list(job_ids)
 
         def done() -> bool:
-            return all((s := self.job_state(j)) is not None and s.terminal for j in ids)
+            return all((s := self.job_phase(j)) is not None and s.terminal for j in ids)
 
         await self.wait_for(done, timeout_s)
