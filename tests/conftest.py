@@ -20,7 +20,6 @@ from armada_jobservice.server.config import Settings
 from .fake_armada import FakeArmada
 
 
-
 @pytest.fixture
 async def armada() -> AsyncIterator[FakeArmada]:
     """A fake Armada event API on a free port."""

@@ -8,11 +8,19 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    import grpc
+
+    from armada_jobservice import AsyncJobServiceClient
     from armada_jobservice.server.app import JobServiceApp
     from armada_jobservice.server.cache import JobSet
     from armada_jobservice.server.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
+
+#: The fixtures' factories, as tests annotate them.
+Serve = Callable[..., Awaitable["JobServiceApp"]]
+Connect = Callable[["JobServiceApp | int"], "AsyncJobServiceClient"]
+OpenChannel = Callable[["JobServiceApp | int"], "grpc.aio.Channel"]
 
 
 async def eventually(

@@ -5,23 +5,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from armada_jobservice import AsyncJobServiceClient
 from armada_jobservice._wire import WireState
-from armada_jobservice.server.app import JobServiceApp
 from armada_jobservice.server.writer import QUIET_MIN_GAP_S
 
 from ..fake_armada import FakeArmada
-from ..helpers import eventually, metric, pending_changes
+from ..helpers import Connect, Serve, eventually, metric, pending_changes
 
 Q, JS = "queue-a", "job-set-1"
 
-Serve = Callable[..., Awaitable[JobServiceApp]]
-Connect = Callable[[JobServiceApp], AsyncJobServiceClient]
 #: Far longer than any test: a flush that happens was not due to the interval.
 NEVER_S = 3600.0
 

@@ -26,13 +26,13 @@ async def test_concurrent_first_polls_of_many_stored_job_sets(
     states = list(WireState)[:5]
     await service.store.write(
         [
-            JobSetWrite(JobSetKey(Q, f"s{n}"), f"m{n}", time.time(), [JobRow(f"j{n}", states[n % 5], None)])
+            JobSetWrite(
+                JobSetKey(Q, f"s{n}"), f"m{n}", time.time(), [JobRow(f"j{n}", states[n % 5], None)]
+            )
             for n in range(40)
         ]
     )
-    replies = await asyncio.gather(
-        *(client.get_job_status(Q, f"s{n}", f"j{n}") for n in range(40))
-    )
+    replies = await asyncio.gather(*(client.get_job_status(Q, f"s{n}", f"j{n}") for n in range(40)))
     assert [r.state for r in replies] == [JobState(states[n % 5].name) for n in range(40)]
 
 

@@ -6,10 +6,8 @@ import asyncio
 import re
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -17,13 +15,9 @@ from armada_jobservice import AsyncJobServiceClient, JobState, ServingStatus
 from armada_jobservice.server.app import JobServiceApp
 
 from ..fake_armada import FakeArmada
-from ..helpers import eventually, metric
+from ..helpers import Connect, OpenChannel, Serve, eventually, metric
 
 Q, JS = "queue-a", "job-set-1"
-
-Serve = Callable[..., Awaitable[JobServiceApp]]
-OpenChannel = Callable[[JobServiceApp], grpc.aio.Channel]
-Connect = Callable[[JobServiceApp], AsyncJobServiceClient]
 
 
 def scrape(app: JobServiceApp) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -12,12 +11,9 @@ from armada_jobservice._wire import WireState
 from armada_jobservice.server.app import JobServiceApp
 
 from ..fake_armada import FakeArmada
-from ..helpers import eventually
+from ..helpers import Connect, Serve, eventually
 
 Q, JS = "queue-a", "job-set-1"
-
-Serve = Callable[..., Awaitable[JobServiceApp]]
-Connect = Callable[[JobServiceApp], AsyncJobServiceClient]
 
 
 async def test_same_job_set_id_in_two_queues_is_two_sets(
@@ -90,7 +86,9 @@ async def test_refusal_answers_connection_err_at_once(
     assert "user bob may not watch queue-a" in reply.error
 
 
-async def break_armada(app: JobServiceApp, armada: FakeArmada, client: AsyncJobServiceClient) -> None:
+async def break_armada(
+    app: JobServiceApp, armada: FakeArmada, client: AsyncJobServiceClient
+) -> None:
     """Cache job-1 RUNNING and job-2 SUCCEEDED, then make Armada fail until the faults are reset."""
     await client.get_job_status(Q, JS, "job-1")
     armada.publish(Q, JS, "running", "job-1")
@@ -124,7 +122,7 @@ async def test_outage_inside_the_grace_answers_cached_state(
 async def test_outage_past_the_grace_answers_connection_err_then_recovers(
     armada: FakeArmada, serve: Serve, connect: Connect
 ) -> None:
-    """Past the grace period unfinished jobs answer CONNECTION_ERR; when Armada is back they heal."""
+    """Past the grace unfinished jobs answer CONNECTION_ERR; when Armada is back they heal."""
     app = await serve(connection_error_grace_s=0.0)
     client = connect(app)
     await break_armada(app, armada, client)
