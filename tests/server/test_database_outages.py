@@ -93,7 +93,7 @@ async def test_health_says_not_serving_while_the_database_is_away(
 async def test_unreadable_database_answers_connection_err(
     database_outage: DatabaseOutage, outage_service: JobServiceApp, connect: Connect
 ) -> None:
-    """A job set that cannot be read answers CONNECTION_ERR; it is read once the database is back."""
+    """An unreadable new job set answers CONNECTION_ERR; it is read once the database returns."""
     client = connect(outage_service)
     await database_outage.begin()
     reply = await client.get_job_status(Q, "unreadable", "job-1")
