@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -92,17 +93,17 @@ async def serve(
     ``await serve(flush_interval_s=3600)`` or ``await serve(settings)``; every
     app started through it is stopped when the test ends, passed or failed.
     """
-    apps: list[JobServiceApp] = []
+    # An exit stack stops every app even when stopping an earlier one fails.
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(settings: Settings | None = None, **overrides: Any) -> JobServiceApp:
-        app = JobServiceApp(settings if settings is not None else make_settings(**overrides))
-        await app.start()
-        apps.append(app)
-        return app
+        async def start(settings: Settings | None = None, **overrides: Any) -> JobServiceApp:
+            app = JobServiceApp(settings if settings is not None else make_settings(**overrides))
+            await app.start()
+            # stop() is idempotent: a test may have stopped the app already.
+            stack.push_async_callback(app.stop)
+            return app
 
-    yield start
-    for app in reversed(apps):
-        await app.stop()  # idempotent: a test may have stopped it already
+        yield start
 
 
 @pytest.fixture
