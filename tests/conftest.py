@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice import AsyncJobServiceClient
 from armada_jobservice.server.app import JobServiceApp
 from armada_jobservice.server.config import Settings
 
 from .fake_armada import FakeArmada
-
-State = jobservice_pb2.JobServiceResponse
 
 
 @pytest.fixture
@@ -47,13 +46,6 @@ def make_settings(tmp_path: Path, armada: FakeArmada) -> Callable[..., Settings]
         return dataclasses.replace(base, **overrides)
 
     return make
-
-
-@pytest.fixture
-async def service(make_settings: Callable[..., Settings]) -> AsyncIterator[JobServiceApp]:
-    """The real job service with default test settings."""
-    async with JobServiceApp(make_settings()) as app:
-        yield app
 
 
 @pytest.fixture
@@ -86,28 +78,73 @@ def pg_url() -> Iterator[str]:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-class Client:
-    """A thin real gRPC client of the job service for tests."""
-
-    def __init__(self, port: int) -> None:
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        self.stub = jobservice_pb2_grpc.JobServiceStub(self.channel)
-
-    async def status(self, queue: str, job_set_id: str, job_id: str) -> Any:
-        """One GetJobStatus call."""
-        return await self.stub.GetJobStatus(
-            jobservice_pb2.JobServiceRequest(queue=queue, job_set_id=job_set_id, job_id=job_id),
-            timeout=10,
-        )
-
-    async def close(self) -> None:
-        """Close the channel."""
-        await self.channel.close()
+def target_of(server: JobServiceApp | int) -> str:
+    """The address of a service given as an app or as a port on 127.0.0.1."""
+    port = server if isinstance(server, int) else server.grpc_port
+    return f"127.0.0.1:{port}"
 
 
 @pytest.fixture
-async def client(service: JobServiceApp) -> AsyncIterator[Client]:
-    """A client connected to the ``service`` fixture."""
-    c = Client(service.grpc_port)
-    yield c
-    await c.close()
+async def serve(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Awaitable[JobServiceApp]]]:
+    """Start a job service with given settings (or overrides of the defaults); stopped at teardown.
+
+    ``await serve(flush_interval_s=3600)`` or ``await serve(settings)``; every
+    app started through it is stopped when the test ends, passed or failed.
+    """
+    # An exit stack stops every app even when stopping an earlier one fails.
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(settings: Settings | None = None, **overrides: Any) -> JobServiceApp:
+            app = JobServiceApp(settings if settings is not None else make_settings(**overrides))
+            await app.start()
+            # stop() is idempotent: a test may have stopped the app already.
+            stack.push_async_callback(app.stop)
+            return app
+
+        yield start
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[[JobServiceApp | int], AsyncJobServiceClient]]:
+    """Open a real client to a service (app or port); every client is closed at teardown."""
+    clients: list[AsyncJobServiceClient] = []
+
+    def open_client(server: JobServiceApp | int) -> AsyncJobServiceClient:
+        client = AsyncJobServiceClient(target_of(server), call_timeout_s=10)
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def open_channel() -> AsyncIterator[Callable[[JobServiceApp | int], grpc.aio.Channel]]:
+    """Open a plain gRPC channel to a service, for rpcs the client library does not make."""
+    channels: list[grpc.aio.Channel] = []
+
+    def open_one(server: JobServiceApp | int) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(target_of(server))
+        channels.append(channel)
+        return channel
+
+    yield open_one
+    for channel in channels:
+        await channel.close()
+
+
+@pytest.fixture
+async def service(serve: Callable[..., Awaitable[JobServiceApp]]) -> JobServiceApp:
+    """The real job service with default test settings."""
+    return await serve()
+
+
+@pytest.fixture
+def client(
+    service: JobServiceApp, connect: Callable[[JobServiceApp | int], AsyncJobServiceClient]
+) -> AsyncJobServiceClient:
+    """A real client connected to the ``service`` fixture."""
+    return connect(service)

@@ -1,13 +1,26 @@
-"""Small waiting helpers: poll a condition instead of sleeping a guessed time."""
+"""Helpers for tests: poll a condition instead of sleeping, and the one door to internals."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import grpc
+
+    from armada_jobservice import AsyncJobServiceClient
+    from armada_jobservice.server.app import JobServiceApp
+    from armada_jobservice.server.cache import JobSet
+    from armada_jobservice.server.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
+
+#: The fixtures' factories, as tests annotate them.
+Serve = Callable[..., Awaitable["JobServiceApp"]]
+Connect = Callable[["JobServiceApp | int"], "AsyncJobServiceClient"]
+OpenChannel = Callable[["JobServiceApp | int"], "grpc.aio.Channel"]
 
 
 async def eventually(
@@ -28,3 +41,33 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached in {timeout} s; last value: {value!r}")
         await asyncio.sleep(interval)
+
+
+# -- the server's internals -------------------------------------------------
+# Tests that must see inside the running service go through these, and only
+# these, so that renaming an internal of the server means changing one place.
+
+
+def pending_changes(app: JobServiceApp) -> set[JobSet]:
+    """The job sets that received events since the writer last took them."""
+    return {js for js in app.subscriptions if js in app.changes}
+
+
+def queued_loads(app: JobServiceApp) -> int:
+    """How many job sets wait for the next batched read of stored jobs."""
+    return app.loader.queued
+
+
+def metric(app: JobServiceApp, name: str, **labels: str) -> float:
+    """The current value of one sample the service exports, 0 when it has none yet.
+
+    *name* is the sample's full Prometheus name, e.g.
+    ``armada_jobservice_flush_batch_jobs_sum``.
+    """
+    value = app.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def without_sqlite_json(store: SQLiteStore) -> None:
+    """Make a SQLite store act as one whose SQLite lacks the JSON functions."""
+    store._json = False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -16,8 +16,7 @@ from armada_jobservice.server.app import JobServiceApp
 from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import ConfigError
 
-from ..conftest import State
-
+State = jobservice_pb2.JobServiceResponse
 REQUEST = jobservice_pb2.JobServiceRequest(queue="q", job_set_id="s", job_id="j")
 
 
@@ -35,28 +34,26 @@ async def call(port: int, token: str | None) -> grpc.StatusCode:
 
 
 async def test_tokens_file_guards_get_job_status(
-    make_settings: Callable[..., Settings], tmp_path: Path
+    serve: Callable[..., Awaitable[JobServiceApp]], tmp_path: Path
 ) -> None:
     """Only listed tokens may poll; the list is re-read when the file changes."""
     tokens = tmp_path / "tokens"
     tokens.write_text("# airflow\nalpha-token\n\nbeta-token\n")
-    async with JobServiceApp(make_settings(client_tokens_file=str(tokens))) as app:
-        assert await call(app.grpc_port, None) == grpc.StatusCode.UNAUTHENTICATED
-        assert await call(app.grpc_port, "wrong") == grpc.StatusCode.UNAUTHENTICATED
-        assert await call(app.grpc_port, "alpha-token") == grpc.StatusCode.OK
-        assert await call(app.grpc_port, "beta-token") == grpc.StatusCode.OK
-        tokens.write_text("gamma-token-new\n")
-        await asyncio.sleep(1.1)  # the file is checked for changes at most once a second
-        assert await call(app.grpc_port, "alpha-token") == grpc.StatusCode.UNAUTHENTICATED
-        assert await call(app.grpc_port, "gamma-token-new") == grpc.StatusCode.OK
-        # Probes need no token.
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
-            health = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest()
-            )
-            assert health.status == health_pb2.HealthCheckResponse.SERVING
-            legacy = await jobservice_pb2_grpc.JobServiceStub(channel).Health(empty_pb2.Empty())
-            assert legacy.status == jobservice_pb2.HealthCheckResponse.SERVING
+    app = await serve(client_tokens_file=str(tokens))
+    assert await call(app.grpc_port, None) == grpc.StatusCode.UNAUTHENTICATED
+    assert await call(app.grpc_port, "wrong") == grpc.StatusCode.UNAUTHENTICATED
+    assert await call(app.grpc_port, "alpha-token") == grpc.StatusCode.OK
+    assert await call(app.grpc_port, "beta-token") == grpc.StatusCode.OK
+    tokens.write_text("gamma-token-new\n")
+    await asyncio.sleep(1.1)  # the file is checked for changes at most once a second
+    assert await call(app.grpc_port, "alpha-token") == grpc.StatusCode.UNAUTHENTICATED
+    assert await call(app.grpc_port, "gamma-token-new") == grpc.StatusCode.OK
+    # Probes need no token.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        legacy = await jobservice_pb2_grpc.JobServiceStub(channel).Health(empty_pb2.Empty())
+        assert legacy.status == jobservice_pb2.HealthCheckResponse.SERVING
 
 
 async def test_empty_tokens_file_is_a_bad_setting(
@@ -72,17 +69,14 @@ async def test_empty_tokens_file_is_a_bad_setting(
 
 
 async def test_serves_tls(
-    make_settings: Callable[..., Settings], certificate: tuple[bytes, bytes, Path]
+    serve: Callable[..., Awaitable[JobServiceApp]], certificate: tuple[bytes, bytes, Path]
 ) -> None:
     """With a certificate and key the API is served over TLS."""
     _key, cert, cert_path = certificate
     key_path = cert_path.with_name("key.pem")
-    settings = make_settings(grpc_tls_cert_file=str(cert_path), grpc_tls_key_file=str(key_path))
-    async with JobServiceApp(settings) as app:
-        creds = grpc.ssl_channel_credentials(root_certificates=cert)
-        async with grpc.aio.secure_channel(f"127.0.0.1:{app.grpc_port}", creds) as channel:
-            reply = await jobservice_pb2_grpc.JobServiceStub(channel).GetJobStatus(
-                REQUEST, timeout=10
-            )
-            assert reply.state == State.JOB_ID_NOT_FOUND
-        assert await call(app.grpc_port, None) == grpc.StatusCode.UNAVAILABLE
+    app = await serve(grpc_tls_cert_file=str(cert_path), grpc_tls_key_file=str(key_path))
+    creds = grpc.ssl_channel_credentials(root_certificates=cert)
+    async with grpc.aio.secure_channel(f"127.0.0.1:{app.grpc_port}", creds) as channel:
+        reply = await jobservice_pb2_grpc.JobServiceStub(channel).GetJobStatus(REQUEST, timeout=10)
+        assert reply.state == State.JOB_ID_NOT_FOUND
+    assert await call(app.grpc_port, None) == grpc.StatusCode.UNAVAILABLE

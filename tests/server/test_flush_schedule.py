@@ -82,7 +82,7 @@ def test_a_steady_stream_still_flushes_every_interval() -> None:
 
 
 def test_a_trickle_shares_flushes_at_most_one_per_min_gap() -> None:
-    """One event every 30 ms (quiet between each) flushes at most once per QUIET_MIN_GAP_S."""
+    """One event every 60 ms (quiet between each) flushes at most once per QUIET_MIN_GAP_S."""
     s = schedule(flush_interval_s=3600.0)
     steps: list[Step] = []
     seen = 0

@@ -23,6 +23,7 @@ def test_freezes_when_due_and_not_before() -> None:
     """Nothing happens before the freeze interval; then live objects are frozen."""
     policy = GcPolicy(freeze_every_s=5, unfreeze_every_s=100, now=0)
     policy.step(4.9)
+    assert gc.get_freeze_count() == 0
     policy.step(5.0)
     assert gc.get_freeze_count() > 0
 

@@ -10,16 +10,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from armada_jobservice import JobState
 from armada_jobservice._ready import read_ready_file
+from armada_jobservice._wire import WireState
 
-from ..conftest import Client, State
 from ..fake_armada import FakeArmada
-from ..helpers import eventually
+from ..helpers import Connect, eventually
 
 Q, JS = "queue-a", "set-1"
 
@@ -75,6 +76,26 @@ class ServeProcess:
         return code
 
 
+Spawn = Callable[..., Awaitable[ServeProcess]]
+
+
+@pytest.fixture
+async def spawn() -> AsyncIterator[Spawn]:
+    """Start ``serve`` processes; any still running when the test ends is killed."""
+    started: list[ServeProcess] = []
+
+    async def start(*args: str) -> ServeProcess:
+        proc = await ServeProcess.start(*args)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.proc.returncode is None:
+            proc.proc.kill()
+            await proc.wait()
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeArmada]:
     """A fake Armada for a child-process service."""
@@ -99,7 +120,7 @@ def stored(db: Path) -> tuple[str | None, dict[str, int]]:
 
 
 async def test_sigkill_and_restart_resumes_from_stored_position(
-    fake: FakeArmada, tmp_path: Path
+    fake: FakeArmada, tmp_path: Path, spawn: Spawn, connect: Connect
 ) -> None:
     """After SIGKILL a restarted service keeps what it flushed and resumes after it."""
     db = tmp_path / "js.db"
@@ -111,16 +132,15 @@ async def test_sigkill_and_restart_resumes_from_stored_position(
         "--flush-interval-s",
         "0.1",
     )
-    first = await ServeProcess.start(*args)
-    client = Client(first.port)
-    assert (await client.status(Q, JS, "job-0")).state == State.JOB_ID_NOT_FOUND
+    first = await spawn(*args)
+    client = connect(first.port)
+    assert (await client.get_job_status(Q, JS, "job-0")).state == JobState.JOB_ID_NOT_FOUND
     for n in range(50):
         fake.publish(Q, JS, "submitted", f"job-{n}")
     for n in range(0, 50, 2):
         fake.publish(Q, JS, "running", f"job-{n}")
     last = fake.publish(Q, JS, "succeeded", "job-0")
     await eventually(lambda: stored(db), lambda s: s[0] == last, timeout=20)
-    await client.close()
     first.proc.send_signal(signal.SIGKILL)
     assert await first.wait() == -signal.SIGKILL
 
@@ -129,29 +149,30 @@ async def test_sigkill_and_restart_resumes_from_stored_position(
     fake.publish(Q, JS, "cancelled", "job-3", reason="not needed")
     requests_before = len(fake.stream_requests(Q, JS))
 
-    second = await ServeProcess.start(*args)
-    client = Client(second.port)
-    assert (await client.status(Q, JS, "job-0")).state == State.SUCCEEDED
-    assert (await client.status(Q, JS, "job-49")).state == State.SUBMITTED
+    second = await spawn(*args)
+    client = connect(second.port)
+    assert (await client.get_job_status(Q, JS, "job-0")).state == JobState.SUCCEEDED
+    assert (await client.get_job_status(Q, JS, "job-49")).state == JobState.SUBMITTED
     reply = await eventually(
-        lambda: client.status(Q, JS, "job-2"), lambda r: r.state == State.FAILED
+        lambda: client.get_job_status(Q, JS, "job-2"), lambda r: r.state == JobState.FAILED
     )
     assert reply.error == "disk full"
     reply = await eventually(
-        lambda: client.status(Q, JS, "job-3"), lambda r: r.state == State.CANCELLED
+        lambda: client.get_job_status(Q, JS, "job-3"), lambda r: r.state == JobState.CANCELLED
     )
-    assert (await client.status(Q, JS, "job-4")).state == State.RUNNING
+    assert (await client.get_job_status(Q, JS, "job-4")).state == JobState.RUNNING
     resumed = fake.stream_requests(Q, JS)[requests_before:]
     assert [r.from_message_id for r in resumed] == [last]
-    await client.close()
     second.proc.send_signal(signal.SIGTERM)
     assert await second.wait() == 0
 
 
-async def test_sigterm_flushes_and_exits_zero(fake: FakeArmada, tmp_path: Path) -> None:
+async def test_sigterm_flushes_and_exits_zero(
+    fake: FakeArmada, tmp_path: Path, spawn: Spawn, connect: Connect
+) -> None:
     """SIGTERM finishes, writes what is cached (even before a flush was due) and exits 0."""
     db = tmp_path / "js.db"
-    proc = await ServeProcess.start(
+    proc = await spawn(
         "--armada-url",
         f"127.0.0.1:{fake.port}",
         "--database",
@@ -159,17 +180,18 @@ async def test_sigterm_flushes_and_exits_zero(fake: FakeArmada, tmp_path: Path) 
         "--flush-interval-s",
         "3600",
     )
-    client = Client(proc.port)
-    await client.status(Q, JS, "job-1")
+    client = connect(proc.port)
+    await client.get_job_status(Q, JS, "job-1")
     last = fake.publish(Q, JS, "succeeded", "job-1")
-    await eventually(lambda: client.status(Q, JS, "job-1"), lambda r: r.state == State.SUCCEEDED)
-    await client.close()
+    await eventually(
+        lambda: client.get_job_status(Q, JS, "job-1"), lambda r: r.state == JobState.SUCCEEDED
+    )
     assert stored(db) == (None, {})
     assert proc.ready_file.exists()
     proc.proc.send_signal(signal.SIGTERM)
     assert await proc.wait(timeout=10) == 0
     assert not proc.ready_file.exists(), "the ready file outlived the service"
-    assert stored(db) == (last, {"job-1": State.SUCCEEDED})
+    assert stored(db) == (last, {"job-1": WireState.SUCCEEDED})
     assert any("final flush wrote 1 jobs" in line for line in proc.log)
 
 

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from armada_jobservice.server.app import JobServiceApp
+from armada_jobservice import JobState
 from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.model import JobRow, JobSetKey
 from armada_jobservice.server.store import Store, open_store
 from armada_jobservice.server.store.base import JobSetWrite
 
-from ..conftest import Client, State
 from ..fake_armada import FakeArmada
-from ..helpers import eventually
+from ..helpers import Connect, Serve, eventually, without_sqlite_json
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -205,16 +204,27 @@ def test_load_many_job_sets_past_one_query(store: Store) -> None:
     assert all(found[k].rows == [JobRow("j", 2, None)] for k in stored)
 
 
-def test_closed_store_raises_store_error(store_url: str) -> None:
-    """Using a store that is not open raises StoreError, never a driver error."""
-    s = open_store(store_url)
+def test_closed_sqlite_store_raises_store_error(tmp_path: Path) -> None:
+    """Using a SQLite store after closing it raises StoreError, never a driver error."""
+    s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     s.open()
     s.close()
-    if store_url.startswith("sqlite"):
-        with pytest.raises(StoreError):
-            s.ping()
-    else:  # PostgreSQL reconnects on demand
+    with pytest.raises(StoreError):
         s.ping()
+
+
+def test_closed_postgres_store_reconnects_on_demand(pg_url: str) -> None:
+    """A PostgreSQL store used after closing it connects again and keeps its data."""
+    s = open_store(pg_url)
+    s.open()
+    s.write([JobSetWrite(K1, "m-1", 1.0, [JobRow("a", 2, None)])])
+    s.close()
+    try:
+        s.ping()
+        found = s.load_job_set(K1)
+        assert found is not None
+        assert found.rows == [JobRow("a", 2, None)]
+    finally:
         s.close()
 
 
@@ -233,25 +243,29 @@ def test_missing_sqlite_folder_is_store_error(tmp_path: Path) -> None:
 
 
 async def test_service_on_postgres_survives_a_restart(
-    armada: FakeArmada, make_settings: Callable[..., Settings], pg_url: str
+    armada: FakeArmada,
+    make_settings: Callable[..., Settings],
+    serve: Serve,
+    connect: Connect,
+    pg_url: str,
 ) -> None:
     """The whole service on PostgreSQL: flushed states and the resume position survive."""
     settings = make_settings(database=pg_url)
-    async with JobServiceApp(settings) as app:
-        client = Client(app.grpc_port)
-        await client.status("q", "s", "j1")
-        armada.publish("q", "s", "running", "j1")
-        last = armada.publish("q", "s", "failed", "j2", reason="bad input")
-        await eventually(lambda: client.status("q", "s", "j2"), lambda r: r.state == State.FAILED)
-        await client.close()
-    async with JobServiceApp(settings) as app:
-        client = Client(app.grpc_port)
-        reply = await client.status("q", "s", "j2")
-        assert (reply.state, reply.error) == (State.FAILED, "bad input")
-        assert (await client.status("q", "s", "j1")).state == State.RUNNING
-        requests = await eventually(lambda: armada.stream_requests("q", "s"), lambda r: len(r) == 2)
-        assert requests[1].from_message_id == last
-        await client.close()
+    first = await serve(settings)
+    client = connect(first)
+    await client.get_job_status("q", "s", "j1")
+    armada.publish("q", "s", "running", "j1")
+    last = armada.publish("q", "s", "failed", "j2", reason="bad input")
+    await eventually(
+        lambda: client.get_job_status("q", "s", "j2"), lambda r: r.state == JobState.FAILED
+    )
+    await first.stop()
+    client = connect(await serve(settings))
+    reply = await client.get_job_status("q", "s", "j2")
+    assert (reply.state, reply.error) == (JobState.FAILED, "bad input")
+    assert (await client.get_job_status("q", "s", "j1")).state == JobState.RUNNING
+    requests = await eventually(lambda: armada.stream_requests("q", "s"), lambda r: len(r) == 2)
+    assert requests[1].from_message_id == last
 
 
 def test_load_several_job_sets_at_once(store: Store) -> None:
@@ -279,7 +293,7 @@ def test_sqlite_without_json_functions_reads_row_by_row(tmp_path: Path) -> None:
         rows = [JobRow("a", 0, None), JobRow("b", 3, "boom")]
         store.write([JobSetWrite(K1, "m-1", 1.0, rows)])
         with_json = store.load_job_set(K1)
-        store._json = False
+        without_sqlite_json(store)
         without = store.load_job_set(K1)
         assert with_json is not None
         assert without is not None
