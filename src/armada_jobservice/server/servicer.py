@@ -80,7 +80,6 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
                 await self._loader.ensure_loaded(js)
             except SubscriptionLimitReached as exc:
                 if js is not None and js.loaded and js.is_terminal(job_id):
-                    js.touch(now)
                     return self._answer(*js.lookup(job_id))
                 return self._answer(_CONNECTION_ERR, str(exc))
             except StoreError as exc:
