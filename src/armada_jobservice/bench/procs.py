@@ -1,8 +1,9 @@
-"""Processes under test: start, stop, and read their CPU time and memory from /proc.
+"""Processes under test: start them, stop them, meter their CPU time.
 
-Every server runs in a process of its own so that its CPU time is its own:
-``/proc/<pid>/stat`` gives user + system time of all its threads, and
-``/proc/<pid>/status`` its resident memory.
+Every server runs in a process of its own so that its CPU time is its own
+(read from ``/proc`` by :mod:`armada_jobservice.bench.procfs`). Python
+children talk to the parent over one pipe in the typed messages of
+:mod:`armada_jobservice.bench.messages`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from armada_jobservice._ready import NotReady, wait_for_ready_file
-
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+from armada_jobservice.bench.messages import Done, Failed, Listening, Stop
+from armada_jobservice.bench.procfs import cpu_s
 
 #: Children are spawned, not forked: gRPC's threads do not survive a fork.
 SPAWN = multiprocessing.get_context("spawn")
@@ -30,22 +31,6 @@ SPAWN = multiprocessing.get_context("spawn")
 
 class BenchError(RuntimeError):
     """A process under test did not start or answer as expected."""
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds used so far by every thread of process *pid*."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    # The command name may hold spaces; the fields after its closing paren are fixed.
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of process *pid*, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise BenchError(f"no VmRSS for process {pid}")
 
 
 class CpuMeter:
@@ -165,14 +150,17 @@ class Child:
             message = self.conn.recv()
         except EOFError as exc:
             raise BenchError(f"child {self.proc.name} exited") from exc
-        if isinstance(message, tuple) and message and message[0] == "error":
-            raise BenchError(f"child {self.proc.name} failed: {message[1]}")
+        if isinstance(message, Failed):
+            raise BenchError(f"child {self.proc.name} failed: {message.error}")
         return message
 
-    def call(self, *request: Any, timeout_s: float = 120.0) -> Any:
-        """Send a request and return the answer."""
+    def call(self, request: Any, timeout_s: float = 120.0) -> Any:
+        """Send a request and return the value of the child's :class:`Done` answer."""
         self.conn.send(request)
-        return self.recv(timeout_s)
+        answer = self.recv(timeout_s)
+        if not isinstance(answer, Done):
+            raise BenchError(f"child {self.proc.name} answered {answer!r} to {request!r}")
+        return answer.value
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """Ask it to end (SIGTERM), then kill it if it lingers."""
@@ -188,13 +176,17 @@ class Child:
 class ServingChild:
     """Parent-side handle of a child that serves gRPC on 127.0.0.1 and answers requests.
 
-    The child sends ``(tag, port)`` once it listens and ends on a ``("stop",)``
-    request.
+    The child sends :class:`Listening` once it listens and ends on
+    :class:`Stop`.
     """
 
     def __init__(self, target: Callable[..., None], *args: Any) -> None:
         self.child = Child(target, *args)
-        _, self.port = self.child.recv()
+        listening = self.child.recv()
+        if not isinstance(listening, Listening):
+            self.child.stop()
+            raise BenchError(f"child {self.child.proc.name} sent {listening!r} before listening")
+        self.port = listening.port
 
     @property
     def pid(self) -> int:
@@ -209,5 +201,5 @@ class ServingChild:
     def stop(self) -> None:
         """Ask the child to end, then make sure it has."""
         with contextlib.suppress(Exception):
-            self.child.call("stop", timeout_s=10)
+            self.child.call(Stop(), timeout_s=10)
         self.child.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -18,6 +19,7 @@ from armada_client.armada import event_pb2, event_pb2_grpc
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import WireState
+from armada_jobservice.bench.messages import Done, Failed, Listening, Stop
 from armada_jobservice.bench.procs import ServingChild
 from armada_jobservice.server.states import map_event, next_state
 
@@ -95,31 +97,50 @@ class WriteThroughServicer(jobservice_pb2_grpc.JobServiceServicer):
         return jobservice_pb2.HealthCheckResponse(status=jobservice_pb2.HealthCheckResponse.SERVING)
 
 
-async def _serve(conn: Any, kind: str, args: tuple[Any, ...]) -> None:
+@dataclass(frozen=True, slots=True)
+class Constant:
+    """A server answering every poll with one constant."""
+
+    def servicer(self) -> jobservice_pb2_grpc.JobServiceServicer:
+        """The servicer to run."""
+        return ConstantServicer()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteThrough:
+    """The write-through design, following *armada_url* into the SQLite file *db_path*."""
+
+    armada_url: str
+    db_path: str
+
+    def servicer(self) -> jobservice_pb2_grpc.JobServiceServicer:
+        """The servicer to run."""
+        return WriteThroughServicer(self.armada_url, self.db_path)
+
+
+async def _serve(conn: Any, spec: Constant | WriteThrough) -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    servicer: jobservice_pb2_grpc.JobServiceServicer = (
-        ConstantServicer() if kind == "constant" else WriteThroughServicer(*args)
-    )
-    jobservice_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    jobservice_pb2_grpc.add_JobServiceServicer_to_server(spec.servicer(), server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    conn.send(("ready", port))
-    await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+    conn.send(Listening(port))
+    while not isinstance(await asyncio.get_running_loop().run_in_executor(None, conn.recv), Stop):
+        conn.send(Failed("a comparison server takes no requests but Stop"))
     await server.stop(1)
-    conn.send(("ok",))
+    conn.send(Done())
 
 
-def _main(conn: Any, kind: str, *args: Any) -> None:
+def _main(conn: Any, spec: Constant | WriteThrough) -> None:
     import uvloop
 
     try:
-        uvloop.run(_serve(conn, kind, args))
+        uvloop.run(_serve(conn, spec))
     except Exception as exc:
-        conn.send(("error", repr(exc)))
+        conn.send(Failed(repr(exc)))
 
 
 class ServerChild(ServingChild):
-    """Parent-side handle of a comparison server."""
+    """Parent-side handle of a comparison server running in a child process."""
 
-    def __init__(self, kind: str, *args: Any) -> None:
-        super().__init__(_main, kind, *args)
+    def __init__(self, spec: Constant | WriteThrough) -> None:
+        super().__init__(_main, spec)

@@ -10,14 +10,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+from armada_jobservice.bench.messages import Done, Failed, Listening, Seeded, Stop
 from armada_jobservice.bench.procs import ServingChild
 from armada_jobservice.sim import ArmadaSimulator, build_event, failure_fields
 from armada_jobservice.sim.engine import new_job_id
 
-#: What a seeded job set holds: (job set id, its job ids, id of its last event).
-Seeded = tuple[str, list[str], str]
+
+class StreamOpened(NamedTuple):
+    """A ``GetJobSetEvents`` call the simulator received."""
+
+    queue: str
+    job_set_id: str
+    from_message_id: str
 
 
 def _event_fields(kind: str) -> dict[str, Any]:
@@ -48,7 +55,7 @@ def _seed(
                 last = sim.publish(
                     queue, job_set_id, build_event(kind, queue, job_set_id, job_id, **fields)
                 )
-        seeded.append((job_set_id, job_ids, last))
+        seeded.append(Seeded(job_set_id, job_ids, last))
     return seeded
 
 
@@ -79,55 +86,124 @@ async def _trickle(
         await asyncio.sleep(0.005)
 
 
+@dataclass(frozen=True, slots=True)
+class SeedSets:
+    """Publish each kind of event for every job of *n_sets* new job sets."""
+
+    queue: str
+    prefix: str
+    n_sets: int
+    jobs_per_set: int
+    kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StartTrickle:
+    """Publish new jobs' ``submitted`` events over *job_set_ids* at a steady rate."""
+
+    queue: str
+    job_set_ids: list[str]
+    rate_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StopTrickle:
+    """Stop the trickle; answer how many events it published."""
+
+
+@dataclass(frozen=True, slots=True)
+class TakeStreamRequests:
+    """Answer every stream opened since the last such request, and forget them."""
+
+
+@dataclass(frozen=True, slots=True)
+class CountOpenStreams:
+    """Answer how many event streams are open."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldStreams:
+    """Let streams open but send nothing until :class:`ReleaseStreams`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseStreams:
+    """Let held streams send; answer the wall-clock time of the release."""
+
+
+SimRequest = (
+    SeedSets
+    | StartTrickle
+    | StopTrickle
+    | TakeStreamRequests
+    | CountOpenStreams
+    | HoldStreams
+    | ReleaseStreams
+)
+
+
+class _Host:
+    """The child's side: the simulator and the trickle task, driven by requests."""
+
+    def __init__(self, sim: ArmadaSimulator) -> None:
+        self.sim = sim
+        self.rng = random.Random(5)
+        self.trickle: asyncio.Task[None] | None = None
+        self.counter = [0]
+
+    def stop_trickle(self) -> int:
+        if self.trickle is not None:
+            self.trickle.cancel()
+            self.trickle = None
+        return self.counter[0]
+
+    def handle(self, request: SimRequest) -> Any:
+        sim = self.sim
+        match request:
+            case SeedSets(queue, prefix, n_sets, per_set, kinds):
+                return _seed(sim, queue, prefix, n_sets, per_set, kinds, self.rng)
+            case StartTrickle(queue, job_set_ids, rate):
+                self.stop_trickle()
+                self.counter[0] = 0
+                self.trickle = asyncio.get_running_loop().create_task(
+                    _trickle(sim, queue, job_set_ids, rate, self.counter, self.rng)
+                )
+                return None
+            case StopTrickle():
+                return self.stop_trickle()
+            case TakeStreamRequests():
+                found = [
+                    StreamOpened(r.queue, r.job_set_id, r.from_message_id)
+                    for r in sim.stream_requests
+                ]
+                sim.stream_requests.clear()
+                return found
+            case CountOpenStreams():
+                return sim.open_streams
+            case HoldStreams():
+                sim.faults.hold_streams()
+                return None
+            case ReleaseStreams():
+                sim.faults.release_streams()
+                return time.time()
+        raise TypeError(f"unknown request {request!r}")
+
+
 async def _serve(conn: Any) -> None:
     loop = asyncio.get_running_loop()
-    rng = random.Random(5)
     async with ArmadaSimulator("127.0.0.1", 0, time_scale=0.0, seed=5) as sim:
-        conn.send(("ready", sim.port))
-        trickle: asyncio.Task[None] | None = None
-        counter = [0]
+        host = _Host(sim)
+        conn.send(Listening(sim.port))
         while True:
             request = await loop.run_in_executor(None, conn.recv)
-            op, args = request[0], request[1:]
+            if isinstance(request, Stop):
+                host.stop_trickle()
+                conn.send(Done())
+                return
             try:
-                if op == "stop":
-                    conn.send(("ok",))
-                    return
-                if op == "seed":
-                    queue, prefix, n_sets, per_set, kinds = args
-                    conn.send(("ok", _seed(sim, queue, prefix, n_sets, per_set, kinds, rng)))
-                elif op == "trickle":
-                    if trickle is not None:
-                        trickle.cancel()
-                    counter[0] = 0
-                    queue, job_set_ids, rate = args
-                    trickle = loop.create_task(
-                        _trickle(sim, queue, job_set_ids, rate, counter, rng)
-                    )
-                    conn.send(("ok",))
-                elif op == "trickle_stop":
-                    if trickle is not None:
-                        trickle.cancel()
-                        trickle = None
-                    conn.send(("ok", counter[0]))
-                elif op == "requests":
-                    found = [
-                        (r.queue, r.job_set_id, r.from_message_id) for r in sim.stream_requests
-                    ]
-                    sim.stream_requests.clear()
-                    conn.send(("ok", found))
-                elif op == "open_streams":
-                    conn.send(("ok", sim.open_streams))
-                elif op == "hold":
-                    sim.faults.hold_streams()
-                    conn.send(("ok",))
-                elif op == "release":
-                    sim.faults.release_streams()
-                    conn.send(("ok", time.time()))
-                else:
-                    conn.send(("error", f"unknown request {op!r}"))
+                conn.send(Done(host.handle(request)))
             except Exception as exc:
-                conn.send(("error", repr(exc)))
+                conn.send(Failed(repr(exc)))
 
 
 def _main(conn: Any) -> None:
@@ -136,7 +212,7 @@ def _main(conn: Any) -> None:
     try:
         uvloop.run(_serve(conn))
     except Exception as exc:
-        conn.send(("error", repr(exc)))
+        conn.send(Failed(repr(exc)))
 
 
 class SimHost(ServingChild):
@@ -145,41 +221,40 @@ class SimHost(ServingChild):
     def __init__(self) -> None:
         super().__init__(_main)
 
-    def _ok(self, *request: Any, timeout_s: float = 300.0) -> Any:
-        answer = self.child.call(*request, timeout_s=timeout_s)
-        return answer[1] if len(answer) > 1 else None
+    def _call(self, request: SimRequest) -> Any:
+        return self.child.call(request, timeout_s=300.0)
 
     def seed(
         self, queue: str, prefix: str, n_sets: int, jobs_per_set: int, kinds: tuple[str, ...]
     ) -> list[Seeded]:
         """Publish each kind of event for every job of *n_sets* new job sets."""
-        result: list[Seeded] = self._ok("seed", queue, prefix, n_sets, jobs_per_set, kinds)
+        result: list[Seeded] = self._call(SeedSets(queue, prefix, n_sets, jobs_per_set, kinds))
         return result
 
     def trickle(self, queue: str, job_set_ids: list[str], rate_per_s: float) -> None:
         """Start publishing new jobs over *job_set_ids* at *rate_per_s* events a second."""
-        self._ok("trickle", queue, job_set_ids, rate_per_s)
+        self._call(StartTrickle(queue, job_set_ids, rate_per_s))
 
     def trickle_stop(self) -> int:
         """Stop the trickle; return how many events it published."""
-        n: int = self._ok("trickle_stop")
+        n: int = self._call(StopTrickle())
         return n
 
-    def stream_requests(self) -> list[tuple[str, str, str]]:
-        """(queue, job set, from_message_id) of every stream opened since the last call."""
-        found: list[tuple[str, str, str]] = self._ok("requests")
+    def stream_requests(self) -> list[StreamOpened]:
+        """Every stream opened since the last call, with the position it asked for."""
+        found: list[StreamOpened] = self._call(TakeStreamRequests())
         return found
 
     def open_streams(self) -> int:
         """Event streams open now."""
-        n: int = self._ok("open_streams")
+        n: int = self._call(CountOpenStreams())
         return n
 
     def hold(self) -> None:
         """Let streams open but send nothing until ``release()``."""
-        self._ok("hold")
+        self._call(HoldStreams())
 
     def release(self) -> float:
         """Let held streams send; return the wall-clock time of the release."""
-        at: float = self._ok("release")
+        at: float = self._call(ReleaseStreams())
         return at

@@ -1,4 +1,4 @@
-"""Load check of the simulator (not collected by pytest): streams held, events/s, RSS per stream.
+"""Load check of the simulator: streams held, events per second, RSS per open stream.
 
 Runs ``armada-jobservice armada-sim`` in a child process (time scale 0, zero
 durations) and drives it from this process with real gRPC:
@@ -11,7 +11,7 @@ durations) and drives it from this process with real gRPC:
    them; delivered events per second are counted at the client.
 3. In-process, the event log's publish rate without gRPC.
 
-    .venv/bin/python tests/sim/bench_streams.py --streams 10000
+    .venv/bin/python scripts/probes/sim_streams.py --streams 10000
 """
 
 from __future__ import annotations
@@ -19,63 +19,57 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import grpc
 from armada_client.armada import event_pb2, event_pb2_grpc, submit_pb2, submit_pb2_grpc
 from armada_client.k8s.io.api.core.v1 import generated_pb2 as core_v1
 
+from armada_jobservice._ready import NotReady, wait_for_ready_file
+from armada_jobservice.bench.procfs import cpu_s, rss_bytes
+
 QUEUE = "bench"
 
 
-def rss_kib(pid: int) -> int:
-    """Return a process's resident set size in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-async def start_server() -> tuple[asyncio.subprocess.Process, str]:
-    """Start the simulator process and return it with its address."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "armada_jobservice.cli",
-        "armada-sim",
-        "--port",
-        "0",
-        "--queue",
-        QUEUE,
-        "--time-scale",
-        "0",
-        "--queue-seconds",
-        "0",
-        "--pending-seconds",
-        "0",
-        "--run-seconds",
-        "0",
-        "--log-level",
-        "WARNING",
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+def start_server(ready_file: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the simulator process; return it with its address once its ready file says so."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "armada_jobservice.cli",
+            "armada-sim",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready_file),
+            "--queue",
+            QUEUE,
+            "--time-scale",
+            "0",
+            "--queue-seconds",
+            "0",
+            "--pending-seconds",
+            "0",
+            "--run-seconds",
+            "0",
+            "--log-level",
+            "WARNING",
+        ],
+        stdin=subprocess.DEVNULL,
     )
-    assert proc.stdout is not None
-    line = (await proc.stdout.readline()).decode()
-    match = re.search(r"listening on (\S+);", line)
-    if not match:
-        raise RuntimeError(f"simulator did not start: {line!r}")
-    return proc, match.group(1)
-
-
-def cpu_s(pid: int) -> float:
-    """Return a process's user+system CPU time in seconds."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        ready = wait_for_ready_file(ready_file, proc, timeout_s=60)
+    except NotReady:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, ready.address
 
 
 def item() -> submit_pb2.JobSubmitRequestItem:
@@ -129,15 +123,14 @@ async def watch(
         stopper.cancel()
 
 
-async def bench(args: argparse.Namespace) -> None:
-    """Run the three measurements and print their figures."""
-    proc, address = await start_server()
+async def bench(args: argparse.Namespace, proc: subprocess.Popen[bytes], address: str) -> None:
+    """Run the three measurements against the simulator *proc* and print their figures."""
     channels = [
         grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(args.channels)
     ]
-    submit = submit_pb2_grpc.SubmitStub(channels[0])
-    events = [event_pb2_grpc.EventStub(c) for c in channels]
+    submit = submit_pb2_grpc.SubmitStub(channels[0])  # type: ignore[no-untyped-call]
+    events = [event_pb2_grpc.EventStub(c) for c in channels]  # type: ignore[no-untyped-call]
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -150,22 +143,23 @@ async def bench(args: argparse.Namespace) -> None:
             f"{time.perf_counter() - t0:.1f} s"
         )
         await asyncio.sleep(1)
-        rss_before = rss_kib(proc.pid)
-        client_before = rss_kib(os.getpid())
+        rss_before = rss_bytes(proc.pid) // 1024
+        client_before = rss_bytes(os.getpid()) // 1024
         watchers = [Watcher() for _ in idle_sets]
         t0 = time.perf_counter()
         for i, (js, w) in enumerate(zip(idle_sets, watchers, strict=True)):
             tasks.append(asyncio.create_task(watch(events[i % len(events)], js, w, stop)))
         # A stream that fails must fail the run, not leave it waiting.
-        firsts = asyncio.gather(*(w.first.wait() for w in watchers))
-        done, _ = await asyncio.wait([firsts, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        firsts: asyncio.Future[Any] = asyncio.gather(*(w.first.wait() for w in watchers))
+        pending: list[asyncio.Future[Any]] = [firsts, *tasks]
+        done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         if firsts not in done:
             firsts.cancel()
             raise RuntimeError(f"a stream ended early: {next(iter(done)).exception()!r}")
         opened_s = time.perf_counter() - t0
         await asyncio.sleep(1)
-        rss_after = rss_kib(proc.pid)
-        client_after = rss_kib(os.getpid())
+        rss_after = rss_bytes(proc.pid) // 1024
+        client_after = rss_bytes(os.getpid()) // 1024
         got = sum(w.received for w in watchers)
         print(
             f"opened {args.streams} watch streams in {opened_s:.1f} s "
@@ -219,8 +213,6 @@ async def bench(args: argparse.Namespace) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         for channel in channels:
             await channel.close()
-        proc.terminate()
-        await proc.wait()
 
     # 3. The event log alone.
     from armada_jobservice.sim import ArmadaSimulator, build_event
@@ -242,7 +234,14 @@ def main() -> None:
     parser.add_argument("--fanout-sets", type=int, default=20)
     parser.add_argument("--watchers", type=int, default=5)
     parser.add_argument("--jobs-per-set", type=int, default=500)
-    asyncio.run(bench(parser.parse_args()))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sim-streams-") as tmp:
+        proc, address = start_server(Path(tmp) / "sim.ready.json")
+        try:
+            asyncio.run(bench(args, proc, address))
+        finally:
+            proc.terminate()
+            proc.wait()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ own CPU time per event (all threads):
 - ``polls``: the same service, subscribed by one first ``GetJobStatus`` per
   job set sent from a separate process (64 at a time), as in the benchmark.
 
-    .venv/bin/python scripts/ingest_experiment.py 1000 30 base direct polls
+    .venv/bin/python scripts/probes/ingest_experiment.py 1000 30 base direct polls
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ uvloop.run(main(int(sys.argv[1]), int(sys.argv[2])))
 
 def history(jobs: int) -> list[Any]:
     """Submitted, running and succeeded events of *jobs* jobs, in that order."""
-    out = []
+    out: list[Any] = []
     for kind in ("submitted", "running", "succeeded"):
         for j in range(jobs):
             message = event_pb2.EventMessage()
@@ -57,7 +57,7 @@ def history(jobs: int) -> list[Any]:
     return out
 
 
-class _Servicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
+class _Servicer(event_pb2_grpc.EventServicer):
     def __init__(self, jobs: int) -> None:
         self.messages = history(jobs)
 
@@ -72,7 +72,7 @@ def _serve(jobs: int, ports: Any) -> None:
         limit = ("grpc.server.max_pending_requests", 100_000)
         hard = ("grpc.server.max_pending_requests_hard_limit", 100_000)
         server = grpc.aio.server(options=[limit, hard])
-        event_pb2_grpc.add_EventServicer_to_server(_Servicer(jobs), server)
+        event_pb2_grpc.add_EventServicer_to_server(_Servicer(jobs), server)  # type: ignore[no-untyped-call]
         ports.put(server.add_insecure_port("127.0.0.1:0"))
         await server.start()
         await server.wait_for_termination()
@@ -87,7 +87,7 @@ def _cpu_s() -> float:
 
 async def _base(port: int, streams: int, total: int) -> tuple[float, float]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = event_pb2_grpc.EventStub(channel)
+        stub = event_pb2_grpc.EventStub(channel)  # type: ignore[no-untyped-call]
         await channel.channel_ready()
         got, done = [0], asyncio.Event()
 
@@ -111,8 +111,8 @@ async def _base(port: int, streams: int, total: int) -> tuple[float, float]:
 
 async def _service(port: int, streams: int, total: int, mode: str) -> tuple[float, float]:
     from armada_jobservice.server.app import JobServiceApp
-    from armada_jobservice.server.cache import JobSetKey
     from armada_jobservice.server.config import Settings
+    from armada_jobservice.server.model import JobSetKey
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(

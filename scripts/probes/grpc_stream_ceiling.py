@@ -5,15 +5,14 @@ A reference for the simulator's delivery rate: a server in a child process
 process reads every stream to its end on one channel and reports messages
 per second and the server's CPU time per message.
 
-    .venv/bin/python scripts/grpc_stream_ceiling.py            # 1x30000, 1000x90, 100x2000
-    .venv/bin/python scripts/grpc_stream_ceiling.py 100 2000   # streams, messages per stream
+    .venv/bin/python scripts/probes/grpc_stream_ceiling.py            # 1x30000, 1000x90, 100x2000
+    .venv/bin/python scripts/probes/grpc_stream_ceiling.py 100 2000   # streams, messages per stream
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,8 @@ from typing import Any
 import grpc
 import uvloop
 from armada_client.armada import event_pb2, event_pb2_grpc
+
+from armada_jobservice.bench.procfs import cpu_s
 
 MESSAGE = event_pb2.EventStreamMessage(
     id="000000000001-0",
@@ -33,7 +34,7 @@ MESSAGE = event_pb2.EventStreamMessage(
 )
 
 
-class _Servicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
+class _Servicer(event_pb2_grpc.EventServicer):
     def __init__(self, per_stream: int) -> None:
         self.per_stream = per_stream
 
@@ -45,7 +46,7 @@ class _Servicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
 def _serve(per_stream: int, ports: Any) -> None:
     async def main() -> None:
         server = grpc.aio.server()
-        event_pb2_grpc.add_EventServicer_to_server(_Servicer(per_stream), server)
+        event_pb2_grpc.add_EventServicer_to_server(_Servicer(per_stream), server)  # type: ignore[no-untyped-call]
         ports.put(server.add_insecure_port("127.0.0.1:0"))
         await server.start()
         await server.wait_for_termination()
@@ -53,15 +54,9 @@ def _serve(per_stream: int, ports: Any) -> None:
     uvloop.run(main())
 
 
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _read_all(port: int, streams: int) -> tuple[int, float]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = event_pb2_grpc.EventStub(channel)
+        stub = event_pb2_grpc.EventStub(channel)  # type: ignore[no-untyped-call]
         await channel.channel_ready()
 
         async def one() -> int:
@@ -82,9 +77,9 @@ def measure(streams: int, per_stream: int) -> None:
     server.start()
     try:
         port = ports.get(timeout=30)
-        cpu0 = _cpu_s(server.pid or 0)
+        cpu0 = cpu_s(server.pid or 0)
         received, elapsed = uvloop.run(_read_all(port, streams))
-        cpu = _cpu_s(server.pid or 0) - cpu0
+        cpu = cpu_s(server.pid or 0) - cpu0
     finally:
         server.terminate()
         server.join()

@@ -12,7 +12,7 @@ script measures, idle and beside a thread that spins in Python:
 - 200,000 rows read with ``fetchall`` against the same rows fetched as one
   JSON value (``json_group_array``), the way ``store/sqlite.py`` reads.
 
-    .venv/bin/python scripts/sqlite_gil_probe.py
+    .venv/bin/python scripts/probes/sqlite_gil_probe.py
 """
 
 from __future__ import annotations

@@ -1,0 +1,87 @@
+"""Scenario 4: many job sets subscribed at once: memory per stream, polls while streaming.
+
+Its figure of memory per cached job is measured in scenario 5's restart,
+which holds a million jobs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from armada_jobservice._wire import WireState
+from armada_jobservice.bench.harness import Bench
+from armada_jobservice.bench.load import LoadGroup
+from armada_jobservice.bench.messages import JobSetRef, Poll, StreamCounts, StreamRead
+from armada_jobservice.bench.procfs import rss_bytes
+from armada_jobservice.bench.report import Figure
+
+SCENARIO = "4 subscription scale"
+
+
+def run(bench: Bench) -> None:
+    """Scenario 4: many job sets subscribed at once: memory per stream, polls while streaming."""
+    sz, rep = bench.sizes, bench.report
+    queue = "scale"
+    seeded = bench.sim.seed(queue, "scale", sz.scale_sets, 1, ("submitted",))
+    job_sets = [JobSetRef(queue, s.job_set_id) for s in seeded]
+    group = LoadGroup([StreamRead(bench.sim.address, job_sets, len(job_sets), 300.0, 100)])
+    group.go()
+    bare: StreamCounts = group.results()[0]
+    bare_per_stream = (bare.rss_open - bare.rss_before) / len(job_sets)
+
+    with bench.service() as svc:
+        time.sleep(0.5)
+        rss0 = rss_bytes(svc.pid)
+        t0 = time.perf_counter()
+        bench.touch(svc.address, [Poll(queue, s.job_set_id, s.job_ids[0], None) for s in seeded])
+        bench.await_visible(
+            svc.address,
+            [Poll(queue, s.job_set_id, s.job_ids[0], WireState.SUBMITTED) for s in seeded],
+        )
+        opened_s = time.perf_counter() - t0
+        rss1 = rss_bytes(svc.pid)
+        streams = bench.sim.open_streams()
+        per_sub = (rss1 - rss0) / len(seeded)
+        rep.add(
+            Figure(
+                SCENARIO,
+                "RSS per subscription",
+                per_sub,
+                "bytes",
+                bare_per_stream,
+                "bare client per open stream",
+                higher_is_better=False,
+                note=f"{len(seeded):,} job sets; simulator saw {streams:,} open streams",
+            )
+        )
+        rep.add(
+            Figure(
+                SCENARIO,
+                "job sets subscribed and visible per second",
+                len(seeded) / opened_s,
+                "sets/s",
+            )
+        )
+        # Polls at scenario 1's offered load while every stream receives events.
+        rate = bench.known.get("hits_rate", 500.0)
+        bench.sim.trickle(queue, [s.job_set_id for s in seeded], sz.scale_trickle_per_s)
+        polls = [Poll(queue, s.job_set_id, s.job_ids[0], None) for s in seeded]
+        random.Random(2).shuffle(polls)
+        result, _ = bench.polls(svc.address, svc.pid, polls, "open", rate)
+        published = bench.sim.trickle_stop()
+        note = f"{sz.scale_trickle_per_s:,.0f} events/s over {len(seeded):,} streams"
+        rep.info["scale_events_published"] = published
+        for p in (50, 99):
+            rep.add(
+                Figure(
+                    SCENARIO,
+                    f"p{p} latency at {rate:.0f} polls/s while streaming",
+                    result.percentile_ms(p),
+                    "ms",
+                    bench.known.get(f"hits_p{p}_ms"),
+                    "same load, no streams (1)",
+                    higher_is_better=False,
+                    note=note,
+                )
+            )

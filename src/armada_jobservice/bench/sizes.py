@@ -1,0 +1,79 @@
+"""How big and how long each scenario is; ``full``, ``quick`` and ``smoke`` differ only here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """The sizes of one run of every scenario."""
+
+    load_processes: int
+    concurrency: int
+    poll_sets: int
+    poll_jobs_per_set: int
+    poll_s: float
+    first_poll_sets: int
+    ingest_one_jobs: int
+    ingest_many_sets: int
+    ingest_many_jobs_per_set: int
+    scale_sets: int
+    scale_trickle_per_s: float
+    restart_jobs: int
+    restart_sets: int
+    #: Scenarios 1 and 3 alternate baseline and service this many times and
+    #: report medians, so that a noisy moment on a shared machine hits both alike.
+    rounds: int = 3
+
+
+SIZES = {
+    "full": Sizes(
+        load_processes=2,
+        concurrency=32,
+        poll_sets=200,
+        poll_jobs_per_set=100,
+        poll_s=6.0,
+        first_poll_sets=2_000,
+        ingest_one_jobs=50_000,
+        ingest_many_sets=1_000,
+        ingest_many_jobs_per_set=30,
+        scale_sets=10_000,
+        scale_trickle_per_s=2_000,
+        restart_jobs=1_000_000,
+        restart_sets=100,
+    ),
+    "quick": Sizes(
+        load_processes=2,
+        concurrency=32,
+        poll_sets=100,
+        poll_jobs_per_set=50,
+        poll_s=2.0,
+        first_poll_sets=300,
+        ingest_one_jobs=10_000,
+        ingest_many_sets=1_000,
+        ingest_many_jobs_per_set=5,
+        scale_sets=2_000,
+        scale_trickle_per_s=1_000,
+        restart_jobs=200_000,
+        restart_sets=100,
+        rounds=2,
+    ),
+    # For the smoke test: every figure through the same code, in seconds.
+    "smoke": Sizes(
+        load_processes=2,
+        concurrency=4,
+        poll_sets=4,
+        poll_jobs_per_set=10,
+        poll_s=0.5,
+        first_poll_sets=20,
+        ingest_one_jobs=200,
+        ingest_many_sets=20,
+        ingest_many_jobs_per_set=5,
+        scale_sets=50,
+        scale_trickle_per_s=200,
+        restart_jobs=2_000,
+        restart_sets=4,
+        rounds=1,
+    ),
+}
