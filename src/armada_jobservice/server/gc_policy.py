@@ -1,15 +1,15 @@
 """Keeps garbage-collector pauses short when the heap holds many long-lived objects.
 
 Each open event stream keeps dozens of gRPC and asyncio objects alive; with
-thousands of subscriptions, one full collection of CPython's cyclic
-collector walks all of them and stops the event loop for as long, which
-polls feel as their tail latency (measured with bench scenario 4; the
-figures are in ``docs/operations.md`` and ``BENCHMARKS.md``). ``gc.freeze()``
-moves every object alive now to a generation the collector no longer scans,
-so automatic collections only look at what was created since. Frozen objects that later die in reference
-cycles are not reclaimed until they are unfrozen, so once in a while the
-policy unfreezes and collects everything: one deliberate full pause per
-``unfreeze_every_s`` instead of many unplanned ones.
+thousands of subscriptions, one full collection of CPython's cyclic collector
+walks all of them and stops the event loop for as long, which polls feel as
+their tail latency (measured with bench scenario 4; the figures are in
+``docs/operations.md`` and ``BENCHMARKS.md``). ``gc.freeze()`` moves every
+object alive now to a generation the collector no longer scans, so automatic
+collections only look at what was created since. Frozen objects that later die
+in reference cycles are not reclaimed until they are unfrozen, so once in a
+while the policy unfreezes and collects everything: one deliberate full pause
+per ``unfreeze_every_s`` instead of many unplanned ones.
 """
 
 from __future__ import annotations
