@@ -81,6 +81,20 @@ class Settings:
             "unfinished jobs answer CONNECTION_ERR."
         ),
     )
+    replica_name: str | None = field(
+        default=None,
+        metadata=_help(
+            "This replica's name in a fleet sharing one PostgreSQL database "
+            "(default: host name and process id)."
+        ),
+    )
+    lease_ttl_s: float = field(
+        default=10.0,
+        metadata=_help(
+            "In a fleet, how long a replica's claim on a job set lasts unless renewed; a "
+            "killed replica's job sets move to the others after about this long."
+        ),
+    )
     reconnect_max_backoff_s: float = field(
         default=30.0, metadata=_help("Cap of the reconnect backoff of a failing event stream.")
     )
@@ -134,6 +148,7 @@ def validate(settings: Settings) -> None:
         "job_set_retention_s",
         "flush_interval_s",
         "reconnect_max_backoff_s",
+        "lease_ttl_s",
     ):
         if getattr(settings, name) <= 0:
             raise ConfigError(name, f"must be greater than 0, got {getattr(settings, name)}")
