@@ -13,6 +13,7 @@ import itertools
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import grpc
 import psycopg
 import pytest
 
@@ -217,3 +218,61 @@ async def test_a_replica_cut_off_from_the_database_stops_streaming_before_anothe
         assert overlaps(armada.streams) == []
     finally:
         await proxy.stop()
+
+
+async def test_a_job_set_refused_at_one_replicas_limit_is_taken_by_one_with_room(
+    armada: FakeArmada, replicas: Replicas, connect: Connect, pg_url: str
+) -> None:
+    """A replica at max_subscriptions hands a first poll on; a replica with room streams it."""
+    full = await replicas("full", None, "--max-subscriptions", "1")
+    roomy = await replicas("roomy")
+    for js in ("set-1", "set-2"):
+        armada.publish(Q, js, "submitted", "job-1")
+    client = connect(full.port)
+    await client.get_job_status(Q, "set-1", "job-1")
+    refused = await client.get_job_status(Q, "set-2", "job-1")
+    assert refused.state == JobState.CONNECTION_ERR
+    assert "max_subscriptions" in refused.error
+    await eventually(lambda: owner_of(pg_url, "set-2") == "roomy", timeout=10)
+    await eventually(lambda: len(open_streams(armada, "set-2")) == 1)
+    armada.publish(Q, "set-2", "running", "job-1")
+    await eventually(
+        lambda: connect(roomy.port).get_job_status(Q, "set-2", "job-1"),
+        lambda r: r.state == JobState.RUNNING,
+    )
+    assert owner_of(pg_url, "set-1") == "full"
+    assert overlaps(armada.streams) == []
+
+
+async def test_armadas_refusal_reaches_polls_through_every_replica(
+    armada: FakeArmada, replicas: Replicas, connect: Connect
+) -> None:
+    """CONNECTION_ERR with Armada's reason holds fleet-wide, not only at the owner."""
+    fleet = [await replicas(f"r{n}") for n in range(2)]
+    clients = [connect(r.port) for r in fleet]
+    armada.publish(Q, "set-1", "submitted", "job-1")
+    for c in clients:
+        await c.get_job_status(Q, "set-1", "job-1")
+    for c in clients:
+        await eventually(
+            lambda c=c: c.get_job_status(Q, "set-1", "job-1"),
+            lambda r: r.state == JobState.SUBMITTED,
+        )
+    armada.faults.refuse = grpc.StatusCode.PERMISSION_DENIED
+    armada.faults.break_after = 0
+    armada.publish(Q, "set-1", "running", "job-1")  # breaks the open stream
+    for c in clients:
+        answer = await eventually(
+            lambda c=c: c.get_job_status(Q, "set-1", "job-1"),
+            lambda r: r.state == JobState.CONNECTION_ERR,
+        )
+        assert "PERMISSION_DENIED" in answer.error
+    armada.faults.refuse = None
+    armada.faults.break_after = None
+    for c in clients:
+        await eventually(
+            lambda c=c: c.get_job_status(Q, "set-1", "job-1"),
+            lambda r: r.state == JobState.RUNNING,
+            timeout=30,
+        )
+    assert overlaps(armada.streams) == []

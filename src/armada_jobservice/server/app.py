@@ -118,6 +118,23 @@ class JobServiceApp:
             lambda: self.changes.events_seen,
         )
         self.metrics.gauge("cached_jobs", "Jobs held in memory.", self.subscriptions.cached_jobs)
+        if self.fleet is not None:
+            fleet = self.fleet
+            self.metrics.gauge(
+                "fleet_owned_job_sets",
+                "Job sets whose lease this replica holds (it reads their events).",
+                lambda: len(fleet.owned),
+            )
+            self.metrics.counter(
+                "fleet_claims_won",
+                "Leases this replica won (first polls and takeovers).",
+                lambda: fleet.claims_won,
+            )
+            self.metrics.counter(
+                "fleet_leases_lost",
+                "Leases this replica lost (not renewed in time, or held by another replica).",
+                lambda: fleet.leases_lost,
+            )
 
     def _make_fleet(self, streams: EventStreams) -> Fleet | None:
         store = self.store.store

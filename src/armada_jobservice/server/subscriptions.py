@@ -75,6 +75,9 @@ class SubscriptionManager:
             if self._closed:
                 raise SubscriptionLimitReached("the service is shutting down")
             if self._active >= self.max_subscriptions:
+                if self.fleet is not None:
+                    # Another replica with room takes it over (its sweep).
+                    self.fleet.ask_soon(key)
                 raise SubscriptionLimitReached(
                     f"subscription limit reached: {self.max_subscriptions} job sets are "
                     "subscribed already (max_subscriptions)"

@@ -189,9 +189,13 @@ class FleetDB:
         await self._run(self._transaction, ask)
 
     async def renew(
-        self, ttl_s: float, polled: Iterable[JobSetKey], failures: dict[JobSetKey, Failure | None]
+        self,
+        ttl_s: float,
+        owned: Sequence[JobSetKey],
+        polled: Iterable[JobSetKey],
+        failures: dict[JobSetKey, Failure | None],
     ) -> Renewal:
-        """Extend every unexpired lease this replica holds; report polls and stream failures.
+        """Extend this replica's unexpired leases on *owned*; report polls and stream failures.
 
         *polled*: job sets this replica saw polled since the last renewal
         (owned or not); *failures*: owned job sets whose failure report
@@ -226,12 +230,14 @@ class FleetDB:
                     )
             cur.execute(
                 """
-                UPDATE job_set_owners SET expires_at = now() + make_interval(secs => %s)
-                WHERE owner = %s AND expires_at > now()
-                RETURNING queue, job_set_id, epoch,
-                    extract(epoch FROM now() - last_poll_at)::float8
+                UPDATE job_set_owners o SET expires_at = now() + make_interval(secs => %s)
+                FROM unnest(%s::text[], %s::text[]) AS f(queue, job_set_id)
+                WHERE o.queue = f.queue AND o.job_set_id = f.job_set_id
+                  AND o.owner = %s AND o.expires_at > now()
+                RETURNING o.queue, o.job_set_id, o.epoch,
+                    extract(epoch FROM now() - o.last_poll_at)::float8
                 """,
-                (ttl_s, owner),
+                (ttl_s, [k[0] for k in owned], [k[1] for k in owned], owner),
             )
             held, ago = {}, {}
             for queue, job_set_id, epoch, polled_ago in cur.fetchall():
@@ -309,16 +315,28 @@ class FleetDB:
                 cur.execute(
                     """
                     SELECT o.queue, o.job_set_id, o.failure, o.refused,
-                        extract(epoch FROM now() - o.failing_since)::float8
+                        extract(epoch FROM now() - o.failing_since)::float8,
+                        o.owner IS NOT NULL AND o.expires_at > now(),
+                        extract(epoch FROM now() - o.expires_at)::float8
                     FROM job_set_owners o
                     JOIN unnest(%s::text[], %s::text[]) AS f(queue, job_set_id)
                       ON o.queue = f.queue AND o.job_set_id = f.job_set_id
-                    WHERE o.failure IS NOT NULL AND o.owner IS NOT NULL AND o.expires_at > now()
+                    WHERE o.failure IS NOT NULL OR o.owner IS NULL OR o.expires_at <= now()
                     """,
                     (queues, ids),
                 )
-                for q, s, text, refused, for_s in cur.fetchall():
-                    failures[JobSetKey(q, s)] = Failure(text, bool(refused), float(for_s or 0.0))
+                for q, s, text, refused, for_s, held, unheld_for in cur.fetchall():
+                    key = JobSetKey(q, s)
+                    if held:
+                        failures[key] = Failure(text, bool(refused), float(for_s or 0.0))
+                    else:
+                        failures[key] = Failure(
+                            "no replica of the job service fleet is reading this job set's "
+                            "events (each is at max_subscriptions, or cannot reach Armada "
+                            "or the database)",
+                            False,
+                            max(0.0, float(unheld_for or 0.0)),
+                        )
             return Changes(rows, failures, xmin)
 
         return await self._run(self._transaction, read, snapshot=True)

@@ -23,6 +23,7 @@ leases after its last flush) within about ``sweep_s``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -39,6 +40,13 @@ if TYPE_CHECKING:
     from armada_jobservice.server.subscriptions import SubscriptionManager
 
 log = logging.getLogger(__name__)
+
+
+def _pass_on(
+    target: asyncio.Future[Claimed | None], source: asyncio.Future[Claimed | None]
+) -> None:
+    if not target.done():
+        target.set_result(None if source.cancelled() else source.result())
 
 
 class Fleet:
@@ -81,6 +89,8 @@ class Fleet:
         #: Claims asked for and not yet sent, batched by the claim loop.
         self._claims: dict[JobSetKey, asyncio.Future[Claimed | None]] = {}
         self._claim_wake = asyncio.Event()
+        #: Job sets polled here that this replica has no room for, to record as wanted.
+        self._asks: set[JobSetKey] = set()
         #: Failure reports already sent, by owned job set.
         self._reported: dict[JobSetKey, tuple[str, bool] | None] = {}
         #: Follower reads start from here; job sets followed since carry their own start.
@@ -226,6 +236,11 @@ class Fleet:
                 return claimed
             await wake.wait()
 
+    def ask_soon(self, key: JobSetKey) -> None:
+        """Record soon that *key* was polled here but this replica has no room for it."""
+        self._asks.add(key)
+        self._claim_wake.set()
+
     async def _give_back(self, key: JobSetKey) -> None:
         self._forget(key)
         await self._release_one(key)
@@ -263,13 +278,13 @@ class Fleet:
             # Let the first polls arriving together join one batch.
             await asyncio.sleep(0.005)
             batch, self._claims = self._claims, {}
+            asks, self._asks = self._asks, set()
             room = max(0, self.max_owned - len(self._owned))
             keys = list(batch)[:room]
+            asks.update(list(batch)[len(keys) :])
             sent = time.monotonic()
             try:
                 won = await self.db.claim(keys, self.lease_ttl_s) if keys else []
-                if len(batch) > len(keys):
-                    await self.db.ask(list(batch)[len(keys) :])
             except StoreError as exc:
                 # Asked again after a pause: a first poll's claim is not dropped.
                 log.warning("cannot claim %d job sets: %s", len(keys), exc)
@@ -282,6 +297,11 @@ class Fleet:
                 self._claimed_at[key] = sent
                 self._lost[key] = asyncio.Event()
                 self.claims_won += 1
+            if asks:
+                try:
+                    await self.db.ask(list(asks))
+                except StoreError as exc:
+                    log.warning("cannot hand %d job sets to the fleet: %s", len(asks), exc)
             by_key = {c.key: c for c in won}
             for key, future in batch.items():
                 if not future.done():
@@ -303,14 +323,16 @@ class Fleet:
                 if pending is None:
                     self._claims[key] = future
                 else:
-                    pending.add_done_callback(
-                        lambda f, future=future: future.done() or future.set_result(f.result())
-                    )
+                    pending.add_done_callback(functools.partial(_pass_on, future))
             self._claim_wake.set()
 
         task = asyncio.get_running_loop().create_task(later(), name="fleet claim retry")
         self._tasks.append(task)
-        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
 
     async def _renew_loop(self) -> None:
         while True:
@@ -335,7 +357,9 @@ class Fleet:
             if report != self._reported.get(key):
                 failures[key] = None if report is None else Failure(report[0], report[1], 0.0)
         sent = time.monotonic()
-        renewal = await self.db.renew(self.lease_ttl_s, polled, failures)
+        # Only the leases known here are renewed: one whose claim's answer was lost
+        # (the connection broke at commit) expires and is swept up as any other.
+        renewal = await self.db.renew(self.lease_ttl_s, list(self._owned), polled, failures)
         self._last_renewal = sent
         for key, failure in failures.items():
             if key in self._owned:

@@ -57,6 +57,16 @@ class PostgresStore(SQLStore):
     param = "%s"
     greatest = "GREATEST"
     upsert_jobs_sql = _UPSERT_JOBS
+    #: Never delete a job set a replica holds a live lease on (it may write it next).
+    retention_guard = (
+        " AND NOT EXISTS (SELECT 1 FROM job_set_owners o WHERE o.queue = job_sets.queue"
+        " AND o.job_set_id = job_sets.job_set_id AND o.owner IS NOT NULL"
+        " AND o.expires_at > now())"
+    )
+    delete_job_set_sql = (
+        "DELETE FROM jobs WHERE queue = ? AND job_set_id = ?",
+        "DELETE FROM job_set_owners WHERE queue = ? AND job_set_id = ?",
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -49,6 +49,10 @@ class SQLStore:
     """The ``Store`` queries, written once with ``?`` parameters."""
 
     upsert_jobs_sql = UPSERT_JOBS
+    #: More conditions a job set must meet to be deleted for retention.
+    retention_guard = ""
+    #: What else goes with a job set deleted for retention (parameters: queue, job set).
+    delete_job_set_sql: tuple[str, ...] = ("DELETE FROM jobs WHERE queue = ? AND job_set_id = ?",)
 
     #: The driver's parameter marker, substituted for ``?``.
     param = "?"
@@ -199,16 +203,14 @@ class SQLStore:
                 cur.execute(
                     self._q(
                         "DELETE FROM job_sets WHERE queue = ? AND job_set_id = ?"
-                        " AND last_activity < ?"
+                        " AND last_activity < ?" + self.retention_guard
                     ),
                     (queue, job_set_id, cutoff),
                 )
                 if cur.rowcount:
                     deleted += 1
-                    cur.execute(
-                        self._q("DELETE FROM jobs WHERE queue = ? AND job_set_id = ?"),
-                        (queue, job_set_id),
-                    )
+                    for statement in self.delete_job_set_sql:
+                        cur.execute(self._q(statement), (queue, job_set_id))
             return deleted
 
         return self._transaction(delete, write=True)
