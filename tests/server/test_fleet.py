@@ -69,6 +69,16 @@ def owner_of(pg_url: str, job_set_id: str) -> str | None:
     return None if row is None else row[0]
 
 
+def stored_position(pg_url: str, job_set_id: str) -> str | None:
+    """The resume position the database holds for a job set."""
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(
+            "SELECT last_message_id FROM job_sets WHERE queue = %s AND job_set_id = %s",
+            (Q, job_set_id),
+        ).fetchone()
+    return None if row is None else row[0]
+
+
 def overlaps(streams: list[StreamRecord]) -> list[tuple[StreamRecord, StreamRecord]]:
     """Pairs of streams of one job set that were open at the same time."""
     found = []
@@ -276,3 +286,41 @@ async def test_armadas_refusal_reaches_polls_through_every_replica(
             timeout=30,
         )
     assert overlaps(armada.streams) == []
+
+
+@pytest.mark.parametrize("outage_s", [0.5, 5.0], ids=["shorter-than-a-lease", "longer"])
+async def test_the_database_going_away_and_back_loses_nothing_and_never_doubles_a_stream(
+    armada: FakeArmada, replicas: Replicas, connect: Connect, pg_url: str, outage_s: float
+) -> None:
+    """Every replica loses PostgreSQL at once (as in a restart), then gets it back."""
+    proxy = PostgresProxy(pg_url)
+    await proxy.start()
+    try:
+        fleet = [await replicas(f"r{n}", proxy.database_url) for n in range(2)]
+        clients = [connect(r.port) for r in fleet]
+        armada.publish(Q, "set-1", "submitted", "job-1")
+        for c in clients:
+            await c.get_job_status(Q, "set-1", "job-1")
+        await eventually(lambda: owner_of(pg_url, "set-1") is not None)
+        await eventually(
+            lambda: stored_position(pg_url, "set-1") == armada.logs[(Q, "set-1")][-1].id
+        )
+        proxy.cut()
+        armada.publish(Q, "set-1", "running", "job-1")
+        await asyncio.sleep(outage_s)
+        proxy.heal()
+        armada.publish(Q, "set-1", "succeeded", "job-1")
+        armada.publish(Q, "set-1", "submitted", "job-2")
+        for c in clients:
+            for job, state in (("job-1", JobState.SUCCEEDED), ("job-2", JobState.SUBMITTED)):
+                await eventually(
+                    lambda c=c, job=job: c.get_job_status(Q, "set-1", job),
+                    lambda r, state=state: r.state == state,
+                    timeout=30,
+                )
+        await eventually(lambda: len(open_streams(armada, "set-1")) == 1)
+        assert overlaps(armada.streams) == []
+        # What the owner flushed before the outage was never read again from the start.
+        assert all(r.from_message_id for r in armada.streams[1:])
+    finally:
+        await proxy.stop()
