@@ -104,7 +104,12 @@ class FleetDB:
 
         if self._conn is None or self._conn.closed:
             try:
-                self._conn = psycopg.connect(self.url, autocommit=False, connect_timeout=5)
+                self._conn = psycopg.connect(
+                    self.url,
+                    autocommit=False,
+                    connect_timeout=5,
+                    application_name=f"armada-jobservice {self.owner} fleet",
+                )
             except psycopg.Error as exc:
                 raise StoreError(f"fleet: cannot connect to PostgreSQL: {exc}".strip()) from exc
         conn = self._conn

@@ -106,7 +106,11 @@ class PostgresStore(SQLStore):
                 "PostgreSQL needs psycopg: pip install 'armada-jobservice[postgres]'"
             ) from exc
         try:
-            return psycopg.connect(self.url, autocommit=False, connect_timeout=10)
+            # Named, so that an operator (and the bench) can tell our sessions apart.
+            name = "armada-jobservice" + (f" {self.owner}" if self.owner else "")
+            return psycopg.connect(
+                self.url, autocommit=False, connect_timeout=10, application_name=name
+            )
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
 
