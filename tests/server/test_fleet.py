@@ -324,3 +324,32 @@ async def test_the_database_going_away_and_back_loses_nothing_and_never_doubles_
         assert all(r.from_message_id for r in armada.streams[1:])
     finally:
         await proxy.stop()
+
+
+async def test_polls_through_a_follower_keep_the_owners_stream_open(
+    armada: FakeArmada, replicas: Replicas, connect: Connect, pg_url: str
+) -> None:
+    """Expiry is fleet-wide: a job set polled only through another replica stays subscribed."""
+    expiry = ("--subscription-expiry-s", "2", "--job-set-retention-s", "600")
+    fleet = {name: await replicas(name, None, *expiry) for name in ("r1", "r2")}
+    armada.publish(Q, "set-1", "submitted", "job-1")
+    for proc in fleet.values():
+        await connect(proc.port).get_job_status(Q, "set-1", "job-1")
+    owner = await eventually(lambda: owner_of(pg_url, "set-1"))
+    follower = connect(fleet["r2" if owner == "r1" else "r1"].port)
+    stream = await eventually(lambda: open_streams(armada, "set-1"))
+    await eventually(
+        lambda: follower.get_job_status(Q, "set-1", "job-1"),
+        lambda r: r.state == JobState.SUBMITTED,
+    )
+    # Three expiry periods of polls through the follower only.
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 6
+    while loop.time() < end:
+        assert (await follower.get_job_status(Q, "set-1", "job-1")).state == JobState.SUBMITTED
+        await asyncio.sleep(0.2)
+    assert open_streams(armada, "set-1") == stream
+    assert owner_of(pg_url, "set-1") == owner
+    # Once nobody polls, the owner lets it go (and so does the follower).
+    await eventually(lambda: open_streams(armada, "set-1") == [], timeout=15)
+    assert overlaps(armada.streams) == []

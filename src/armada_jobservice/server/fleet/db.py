@@ -156,7 +156,7 @@ class FleetDB:
                     VALUES (%s, %s, %s, 1, now() + make_interval(secs => %s))
                     ON CONFLICT (queue, job_set_id) DO UPDATE SET
                         owner = excluded.owner, epoch = o.epoch + 1,
-                        expires_at = excluded.expires_at, last_poll_at = now(),
+                        expires_at = excluded.expires_at,
                         failure = NULL, refused = false, failing_since = NULL
                     WHERE o.owner IS NULL OR o.expires_at < now()
                     RETURNING o.epoch,
@@ -272,20 +272,21 @@ class FleetDB:
 
         return await self._run(self._transaction, release)
 
-    async def orphans(self, polled_within_s: float, limit: int) -> list[JobSetKey]:
-        """Job sets polled lately whose lease nobody holds: the ones to take over."""
+    async def orphans(self, polled_within_s: float, limit: int) -> list[tuple[JobSetKey, float]]:
+        """Job sets polled lately whose lease nobody holds, with seconds since their last poll."""
 
-        def read(cur: Any) -> list[JobSetKey]:
+        def read(cur: Any) -> list[tuple[JobSetKey, float]]:
             cur.execute(
                 """
-                SELECT queue, job_set_id FROM job_set_owners
+                SELECT queue, job_set_id, extract(epoch FROM now() - last_poll_at)::float8
+                FROM job_set_owners
                 WHERE (owner IS NULL OR expires_at < now())
                   AND last_poll_at > now() - make_interval(secs => %s)
                 ORDER BY last_poll_at DESC LIMIT %s
                 """,
                 (polled_within_s, limit),
             )
-            return [JobSetKey(*r) for r in cur.fetchall()]
+            return [(JobSetKey(q, s), max(0.0, float(ago))) for q, s, ago in cur.fetchall()]
 
         return await self._run(self._transaction, read)
 

@@ -91,6 +91,8 @@ class Fleet:
         self._claim_wake = asyncio.Event()
         #: Job sets polled here that this replica has no room for, to record as wanted.
         self._asks: set[JobSetKey] = set()
+        #: Poll times set from other replicas' reports, by job set.
+        self._remote_poll: dict[JobSetKey, float] = {}
         #: Failure reports already sent, by owned job set.
         self._reported: dict[JobSetKey, tuple[str, bool] | None] = {}
         #: Follower reads start from here; job sets followed since carry their own start.
@@ -256,6 +258,7 @@ class Fleet:
         self._deadline.pop(key, None)
         self._claimed_at.pop(key, None)
         self._reported.pop(key, None)
+        self._remote_poll.pop(key, None)
         lost = self._lost.pop(key, None)
         if lost is not None:
             lost.set()
@@ -348,7 +351,15 @@ class Fleet:
         """Renew every lease held; report polls seen here and stream failures."""
         subs = self._subs
         since = self._last_renewal
-        polled = [js.key for js in subs if js.last_poll > since] if subs is not None else []
+        # Polls seen here since the last renewal; a poll time set from another
+        # replica's report (below) is not one, or two replicas would keep
+        # reporting each other's polls forever.
+        remote = self._remote_poll
+        polled = (
+            [js.key for js in subs if js.last_poll > since and js.last_poll != remote.get(js.key)]
+            if subs is not None
+            else []
+        )
         failures: dict[JobSetKey, Failure | None] = {}
         job_sets = subs.job_sets if subs is not None else {}
         for key in self._owned:
@@ -374,8 +385,9 @@ class Fleet:
             self._deadline[key] = sent + self.lease_ttl_s - self.fence_margin_s
             js = job_sets.get(key)
             ago = renewal.polled_ago_s.get(key)
-            if js is not None and ago is not None:
+            if js is not None and ago is not None and now - ago > js.last_poll:
                 js.touch(now - ago)
+                remote[key] = js.last_poll
 
     async def _fence_loop(self) -> None:
         step = min(0.25, self.fence_margin_s / 4)
@@ -404,13 +416,15 @@ class Fleet:
             return 0
         free = await self.db.orphans(self.polled_within_s, room)
         now = time.monotonic()
-        for key in free:
+        for key, polled_ago in free:
             wake = self._wake.get(key)
             if wake is not None:
                 wake.set()
             elif key not in subs.job_sets or subs.job_sets[key].stream is None:
                 try:
-                    subs.subscribe(key, now)
+                    # As polled when it was last polled anywhere, not now: it
+                    # expires here as it would have where it was polled.
+                    subs.subscribe(key, now - polled_ago)
                 except Exception as exc:  # the limit, or shutting down
                     log.debug("not taking over %s: %s", key, exc)
         return len(free)
