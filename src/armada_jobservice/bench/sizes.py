@@ -26,6 +26,7 @@ class Sizes:
     fleet_sets: int
     fleet_jobs_per_set: int
     fleet_samples: int
+    fleet_trickle_per_s: float
     #: Scenarios 1 and 3 alternate baseline and service this many times and
     #: report medians, so that a noisy moment on a shared machine hits both alike.
     rounds: int = 3
@@ -49,6 +50,7 @@ SIZES = {
         fleet_sets=100,
         fleet_jobs_per_set=50,
         fleet_samples=200,
+        fleet_trickle_per_s=1_000,
     ),
     "quick": Sizes(
         load_processes=2,
@@ -67,6 +69,7 @@ SIZES = {
         fleet_sets=50,
         fleet_jobs_per_set=20,
         fleet_samples=60,
+        fleet_trickle_per_s=500,
         rounds=2,
     ),
     # For the smoke test: every figure through the same code, in seconds.
@@ -87,6 +90,7 @@ SIZES = {
         fleet_sets=4,
         fleet_jobs_per_set=5,
         fleet_samples=6,
+        fleet_trickle_per_s=100,
         rounds=1,
     ),
 }

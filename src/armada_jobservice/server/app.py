@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.server.auth import AcceptedTokens, BearerAuthInterceptor
 from armada_jobservice.server.changes import ChangeTracker
-from armada_jobservice.server.config import Settings
+from armada_jobservice.server.config import Settings, flush_interval_of
 from armada_jobservice.server.errors import ConfigError, StoreError
 from armada_jobservice.server.fleet.db import FleetDB
 from armada_jobservice.server.fleet.replica import Fleet
@@ -88,7 +88,7 @@ class JobServiceApp:
             self.changes,
             self.store,
             self.metrics,
-            flush_interval_s=settings.flush_interval_s,
+            flush_interval_s=flush_interval_of(settings),
             job_set_retention_s=settings.job_set_retention_s,
             fleet=self.fleet,
         )

@@ -31,6 +31,8 @@ from armada_jobservice.sim.engine import new_job_id
 SCENARIO = "7 fleet"
 #: The staleness target through a replica that does not own the job set (issue 10).
 STALENESS_P99_MS = 300.0
+#: Through the other replica while events stream steadily (issue 10: 1 s p99).
+BUSY_P99_MS = 1000.0
 #: Published events are spaced this far apart when timed one by one.
 GAP_S = 0.05
 
@@ -50,6 +52,14 @@ def run(bench: Bench) -> None:
         solo = stack.enter_context(bench.service("--replica-name", "bench-solo", database=solo_db))
         a = stack.enter_context(bench.service("--replica-name", "bench-a", database=fleet_db))
         b = stack.enter_context(bench.service("--replica-name", "bench-b", database=fleet_db))
+        # Two replicas that know nothing of each other (SQLite files of their own):
+        # what splitting the same load over two processes costs, fleet or not.
+        lone_a = stack.enter_context(bench.service())
+        lone_b = stack.enter_context(bench.service())
+        for svc in (lone_a, lone_b):
+            bench.await_visible(
+                svc.address, last_polls(solo_seeded, "fleet-1", WireState.SUCCEEDED)
+            )
         bench.sim.stream_requests()
         bench.await_visible(solo.address, last_polls(solo_seeded, "fleet-1", WireState.SUCCEEDED))
         for svc in (a, b):
@@ -59,19 +69,16 @@ def run(bench: Bench) -> None:
         # Saturated polls: one replica against two, alternating.
         solo_runs: list[Run] = []
         pair_runs: list[tuple[int, float, float]] = []
+        lone_runs: list[tuple[int, float, float]] = []
         db_pair = _Meter(_backends(url, ("bench-a", "bench-b")))
         for _ in range(sz.rounds):
             solo_runs.append(
                 bench.polls(solo.address, solo.pid, solo_polls, "closed", sz.concurrency)
             )
             db_pair.start()
-            result, meters = bench.spread_polls(
-                [(a.address, a.pid), (b.address, b.pid)], polls, "closed", sz.concurrency
-            )
+            pair_runs.append(_spread(bench, (a, b), polls))
             db_pair.stop()
-            pair_runs.append(
-                (result.calls, sum(m.cpu_s for m in meters), max(m.wall_s for m in meters))
-            )
+            lone_runs.append(_spread(bench, (lone_a, lone_b), solo_polls))
         solo_per_cpu = median(per_cpu(r, m) for r, m in solo_runs)
         pair_per_cpu = median(calls / cpu if cpu else math.nan for calls, cpu, _ in pair_runs)
         rep.add(
@@ -84,6 +91,17 @@ def run(bench: Bench) -> None:
                 "1 replica (own database)",
                 min_ratio=0.9,
                 note=f"saturated; median of {sz.rounds} alternating rounds",
+            )
+        )
+        rep.add(
+            Figure(
+                SCENARIO,
+                "polls per server-CPU-second, 2 replicas of a fleet vs 2 unrelated",
+                pair_per_cpu,
+                "calls/cpu-s",
+                median(calls / cpu if cpu else math.nan for calls, cpu, _ in lone_runs),
+                "2 replicas with SQLite files of their own",
+                note="what the fleet itself costs per poll, the split of the load aside",
             )
         )
         rep.add(
@@ -149,6 +167,31 @@ def run(bench: Bench) -> None:
             )
         )
 
+        # The same while every job set of the fleet receives a steady stream of events:
+        # owners flush every flush_interval_s then, not soon after each event.
+        rate = sz.fleet_trickle_per_s
+        bench.sim.trickle("fleet-2", [s.job_set_id for s in seeded], rate)
+        try:
+            busy_owner_ms, busy_follower_ms = _staleness(
+                bench, seeded, owners, {"bench-a": a, "bench-b": b}
+            )
+        finally:
+            bench.sim.trickle_stop()
+        for p in (50, 99):
+            rep.add(
+                Figure(
+                    SCENARIO,
+                    f"event to visible through the other replica p{p}, {rate:,.0f} events/s",
+                    percentile(busy_follower_ms, p),
+                    "ms",
+                    percentile(busy_owner_ms, p),
+                    "through the owner",
+                    higher_is_better=False,
+                    max_value=BUSY_P99_MS if p == 99 else None,
+                    note=f"a steady stream over {len(seeded)} job sets; default settings",
+                )
+            )
+
         # Takeover after SIGKILL of a, then after SIGTERM of b (which then owns everything).
         killed = _takeover(bench, seeded, owners, "bench-a", a, b, kill=True)
         c = stack.enter_context(bench.service("--replica-name", "bench-c", database=fleet_db))
@@ -172,6 +215,16 @@ def run(bench: Bench) -> None:
                     max_value=15.0 if how == "SIGKILL" else 2.0,
                 )
             )
+
+
+def _spread(
+    bench: Bench, pair: tuple[ServiceProcess, ServiceProcess], polls: Sequence[Poll]
+) -> tuple[int, float, float]:
+    """Saturated polls over two servers: (calls, their CPU seconds summed, wall seconds)."""
+    result, meters = bench.spread_polls(
+        [(svc.address, svc.pid) for svc in pair], polls, "closed", bench.sizes.concurrency
+    )
+    return result.calls, sum(m.cpu_s for m in meters), max(m.wall_s for m in meters)
 
 
 def _polls_of(queue: str, seeded: Sequence[Seeded]) -> list[Poll]:
