@@ -8,6 +8,7 @@ does, records every request, and can be told to refuse or break streams.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,18 @@ class Faults:
 
 
 @dataclass
+class StreamRecord:
+    """One GetJobSetEvents call: which job set, from whom, from where, open when."""
+
+    key: tuple[str, str]
+    peer: str
+    from_message_id: str
+    opened: float
+    #: Monotonic time the call ended (None while it is open).
+    closed: float | None = None
+
+
+@dataclass
 class FakeArmada:
     """The fake's state: event logs, requests seen, faults."""
 
@@ -40,6 +53,8 @@ class FakeArmada:
     tls: tuple[bytes, bytes] | None = None
     faults: Faults = field(default_factory=Faults)
     open_streams: int = 0
+    #: Every stream served, with its open and close times.
+    streams: list[StreamRecord] = field(default_factory=list)
     port: int = 0
     _changed: asyncio.Condition | None = None
     _server: grpc.aio.Server | None = None
@@ -108,6 +123,10 @@ class _EventServicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
             )
         sent = 0
         fake.open_streams += 1
+        record = StreamRecord(
+            (request.queue, request.id), context.peer(), request.from_message_id, time.monotonic()
+        )
+        fake.streams.append(record)
         try:
             assert fake._changed is not None
             while True:
@@ -124,6 +143,7 @@ class _EventServicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
                     await fake._changed.wait_for(lambda seen=seen: seen < len(log))
         finally:
             fake.open_streams -= 1
+            record.closed = time.monotonic()
 
     async def Health(self, request: Any, context: Any) -> Any:
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)

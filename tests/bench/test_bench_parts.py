@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from armada_jobservice._wire import WireState
+from armada_jobservice.bench import harness
 from armada_jobservice.bench.harness import LIFECYCLE
 from armada_jobservice.bench.load import LoadGroup, split
 from armada_jobservice.bench.messages import (
@@ -33,7 +34,7 @@ from armada_jobservice.bench.procs import BenchError, Child
 from armada_jobservice.bench.scenarios import SCENARIOS
 from armada_jobservice.bench.servers import Constant, ServerChild
 from armada_jobservice.bench.simhost import SimHost
-from armada_jobservice.cli.bench import SCENARIO_NUMBERS
+from armada_jobservice.cli.bench import DEFAULT_POSTGRES, SCENARIO_NUMBERS
 
 
 def test_cpu_s_counts_this_process_cpu_time() -> None:
@@ -108,6 +109,7 @@ def test_split_deals_round_robin() -> None:
 
 def test_the_cli_offers_exactly_the_scenarios_there_are() -> None:
     assert tuple(SCENARIOS) == SCENARIO_NUMBERS
+    assert DEFAULT_POSTGRES == harness.DEFAULT_POSTGRES
 
 
 def _fails(conn: object, text: str) -> None:

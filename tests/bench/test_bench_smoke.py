@@ -36,6 +36,12 @@ EXPECTED = [
     ("5 restart", "streams not resumed from the stored position"),
     ("6 old way", "polls per server-CPU-second, saturated"),
     ("6 old way", "events/s until visible to polls"),
+    ("7 fleet", "polls per server-CPU-second, 2 replicas summed"),
+    ("7 fleet", "streams opened per job set"),
+    ("7 fleet", "event to visible through the other replica p99"),
+    ("7 fleet", "takeover after SIGKILL of the owner"),
+    ("7 fleet", "takeover after SIGTERM of the owner"),
+    ("7 fleet", "PostgreSQL CPU while events flow"),
 ]
 
 

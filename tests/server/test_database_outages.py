@@ -39,6 +39,9 @@ async def test_failed_flush_loses_nothing(
     client = connect(app)
     await client.get_job_status(Q, JS, "job-1")
     armada.publish(Q, JS, "running", "job-2")
+    await eventually(
+        lambda: client.get_job_status(Q, JS, "job-2"), lambda r: r.state == JobState.RUNNING
+    )
     await eventually(lambda: app.subscriptions.job_sets[(Q, JS)].is_clean())
     await database_outage.begin()
     armada.publish(Q, JS, "succeeded", "job-1")

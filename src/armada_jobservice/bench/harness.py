@@ -34,6 +34,9 @@ from armada_jobservice.bench.sizes import Sizes
 #: The events every job of the poll and ingestion scenarios goes through.
 LIFECYCLE = ("submitted", "running", "succeeded")
 
+#: Where the fleet scenario finds PostgreSQL unless told (``bench --postgres``).
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
 #: One metered poll run: what the load saw, and the server's CPU meanwhile.
 Run = tuple[PollCounts, CpuMeter]
 
@@ -41,10 +44,14 @@ Run = tuple[PollCounts, CpuMeter]
 class Bench:
     """The simulator, a scratch folder and the report, shared by every scenario."""
 
-    def __init__(self, report: Report, sizes: Sizes, workdir: Path) -> None:
+    def __init__(
+        self, report: Report, sizes: Sizes, workdir: Path, postgres_url: str = DEFAULT_POSTGRES
+    ) -> None:
         self.report = report
         self.sizes = sizes
         self.workdir = workdir
+        #: The PostgreSQL server the fleet scenario uses (a fresh schema per run).
+        self.postgres_url = postgres_url
         self.sim = SimHost()
         #: Figures later scenarios compare with, by name.
         self.known: dict[str, float] = {}
@@ -64,17 +71,25 @@ class Bench:
         return self.workdir / f"service-{self._dbs}.db"
 
     @contextlib.contextmanager
-    def service(self, *extra: str, db: Path | None = None) -> Iterator[ServiceProcess]:
-        """``armada-jobservice serve`` against the simulator, on a fresh database by default."""
-        db = self.new_database() if db is None else db
-        args = ["--armada-url", self.sim.address, "--database", f"sqlite:///{db}"]
+    def service(
+        self, *extra: str, db: Path | None = None, database: str | None = None
+    ) -> Iterator[ServiceProcess]:
+        """``armada-jobservice serve`` against the simulator, on a fresh SQLite file by default.
+
+        *database*: a database URL instead (the fleet scenario's PostgreSQL).
+        """
+        if database is None:
+            database = f"sqlite:///{self.new_database() if db is None else db}"
+        args = ["--armada-url", self.sim.address, "--database", database]
         args += ["--max-subscriptions", "20000", *extra]
         proc = ServiceProcess(args, self.workdir / "service.log").start()
         c0 = cpu_s(proc.pid)
+        pid = proc.pid
         try:
             yield proc
         finally:
-            self.cpu("service", cpu_s(proc.pid) - c0)
+            with contextlib.suppress(OSError):  # gone already: killed by the scenario
+                self.cpu("service", cpu_s(pid) - c0)
             code = proc.stop()
             if code not in (0, None):
                 self.report.errors.append(f"service exited with {code}; see service.log")
@@ -92,25 +107,38 @@ class Bench:
         *mode* ``closed``: *param* callers in all, each sending its next poll
         when the last is answered; ``open``: *param* polls a second in all.
         """
+        result, meters = self.spread_polls([(address, pid)], polls, mode, param)
+        return result, meters[0]
+
+    def spread_polls(
+        self,
+        servers: Sequence[tuple[str, int]],
+        polls: Sequence[Poll],
+        mode: Literal["closed", "open"],
+        param: float,
+    ) -> tuple[PollCounts, list[CpuMeter]]:
+        """As ``polls``, the load processes taking the servers (address, pid) in turn."""
         n = self.sizes.load_processes
         per_process = param if mode == "closed" else param / n
         group = LoadGroup(
             [
-                PollLoad(address, part, mode, per_process, self.sizes.poll_s)
-                for part in split(polls, n)
+                PollLoad(servers[k % len(servers)][0], part, mode, per_process, self.sizes.poll_s)
+                for k, part in enumerate(split(polls, n))
             ]
         )
         start = group.go()
         sleep_until(start)
-        meter = CpuMeter(pid).start()
+        meters = [CpuMeter(pid).start() for _, pid in servers]
         time.sleep(self.sizes.poll_s)
-        meter.stop()
+        for meter in meters:
+            meter.stop()
         result = PollCounts.merged(group.results())
         if result.errors or result.wrong:
+            where = ", ".join(address for address, _ in servers)
             self.report.errors.append(
-                f"poll load on {address}: {result.errors} errors, {result.wrong} wrong answers"
+                f"poll load on {where}: {result.errors} errors, {result.wrong} wrong answers"
             )
-        return result, meter
+        return result, meters
 
     def touch(self, address: str, polls: Sequence[Poll], concurrency: int = 32) -> float:
         """Send each poll once, without waiting for its answer's state (subscribes).

@@ -23,12 +23,14 @@ from armada_jobservice.bench.messages import (
     FirstPolls,
     Go,
     LoadRequest,
+    Poll,
     PollCounts,
     PollLoad,
     Ready,
     StreamCounts,
     StreamRead,
     Visibility,
+    VisibleAt,
 )
 from armada_jobservice.bench.procfs import rss_bytes
 from armada_jobservice.bench.procs import BenchError, Child
@@ -250,6 +252,37 @@ async def _first_events(load: FirstEvents, start: float) -> list[float]:
     return visible
 
 
+async def _visible_at(load: VisibleAt) -> list[float]:
+    """For each poll, from its scheduled time, poll until its expected state shows."""
+    import grpc
+
+    from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+
+    seen = [float("nan")] * len(load.polls)
+    async with grpc.aio.insecure_channel(load.address) as channel:
+        stub = jobservice_pb2_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
+        await channel.channel_ready()
+
+        async def watch(i: int, poll: Poll) -> None:
+            await _sleep_until(load.start + i * load.gap_s)
+            request = jobservice_pb2.JobServiceRequest(
+                queue=poll.queue, job_set_id=poll.job_set_id, job_id=poll.job_id
+            )
+            deadline = time.time() + load.timeout_s
+            while time.time() < deadline:
+                try:
+                    answer = await stub.GetJobStatus(request)
+                except grpc.aio.AioRpcError:
+                    answer = None
+                if answer is not None and answer.state == poll.want:
+                    seen[i] = time.time()
+                    return
+                await asyncio.sleep(load.interval_s)
+
+        await asyncio.gather(*(watch(i, p) for i, p in enumerate(load.polls)))
+    return seen
+
+
 async def _run(request: LoadRequest, start: float) -> Any:
     match request:
         case PollLoad():
@@ -260,6 +293,8 @@ async def _run(request: LoadRequest, start: float) -> Any:
             return await _streams(request, start)
         case FirstEvents():
             return await _first_events(request, start)
+        case VisibleAt():
+            return await _visible_at(request)
 
 
 def _main(conn: Any, request: LoadRequest) -> None:

@@ -129,7 +129,23 @@ class FirstEvents:
     concurrency: int
 
 
-LoadRequest = PollLoad | FirstPolls | StreamRead | FirstEvents
+@dataclass(frozen=True, slots=True)
+class VisibleAt:
+    """Poll the i-th poll from wall time ``start + i * gap_s`` until its state shows.
+
+    Answers, per poll, the wall time its expected state was first seen
+    (NaN if not within *timeout_s*).
+    """
+
+    address: str
+    polls: Sequence[Poll]
+    start: float
+    gap_s: float
+    interval_s: float
+    timeout_s: float
+
+
+LoadRequest = PollLoad | FirstPolls | StreamRead | FirstEvents | VisibleAt
 
 
 @dataclass(slots=True)

@@ -114,6 +114,35 @@ class ServiceProcess:
             self._log = None
         return code
 
+    def kill(self) -> int | None:
+        """SIGKILL it (no flush, no goodbye) and wait for it to be gone; return its exit code."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        proc.kill()
+        code = proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def signal(self, signum: int) -> None:
+        """Send it a signal."""
+        if self._proc is None:
+            raise BenchError("service not running")
+        self._proc.send_signal(signum)
+
+    def wait(self, timeout_s: float = 60.0) -> int | None:
+        """Wait for it to exit by itself; return its exit code."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        code = proc.wait(timeout_s)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
     def __enter__(self) -> ServiceProcess:
         return self.start()
 

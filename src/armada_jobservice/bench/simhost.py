@@ -131,8 +131,23 @@ class ReleaseStreams:
     """Let held streams send; answer the wall-clock time of the release."""
 
 
+@dataclass(frozen=True, slots=True)
+class PublishPaced:
+    """Publish one event per entry, the i-th at wall time ``start + i * gap_s``.
+
+    Answers the wall time each was published at.
+    """
+
+    queue: str
+    #: (job set id, event kind, job id) per event.
+    events: list[tuple[str, str, str]]
+    start: float
+    gap_s: float
+
+
 SimRequest = (
-    SeedSets
+    PublishPaced
+    | SeedSets
     | StartTrickle
     | StopTrickle
     | TakeStreamRequests
@@ -189,6 +204,18 @@ class _Host:
         raise TypeError(f"unknown request {request!r}")
 
 
+async def _publish_paced(sim: ArmadaSimulator, request: PublishPaced) -> list[float]:
+    published = []
+    for i, (job_set_id, kind, job_id) in enumerate(request.events):
+        delay = request.start + i * request.gap_s - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        event = build_event(kind, request.queue, job_set_id, job_id, **_event_fields(kind))
+        sim.publish(request.queue, job_set_id, event)
+        published.append(time.time())
+    return published
+
+
 async def _serve(conn: Any) -> None:
     loop = asyncio.get_running_loop()
     async with ArmadaSimulator("127.0.0.1", 0, time_scale=0.0, seed=5) as sim:
@@ -201,7 +228,10 @@ async def _serve(conn: Any) -> None:
                 conn.send(Done())
                 return
             try:
-                conn.send(Done(host.handle(request)))
+                if isinstance(request, PublishPaced):
+                    conn.send(Done(await _publish_paced(sim, request)))
+                else:
+                    conn.send(Done(host.handle(request)))
             except Exception as exc:
                 conn.send(Failed(repr(exc)))
 
@@ -249,6 +279,13 @@ class SimHost(ServingChild):
         """Event streams open now."""
         n: int = self._call(CountOpenStreams())
         return n
+
+    def publish_paced(
+        self, queue: str, events: list[tuple[str, str, str]], start: float, gap_s: float
+    ) -> list[float]:
+        """Publish *events* one by one from wall time *start*, *gap_s* apart; their wall times."""
+        at: list[float] = self._call(PublishPaced(queue, events, start, gap_s))
+        return at
 
     def hold(self) -> None:
         """Let streams open but send nothing until ``release()``."""

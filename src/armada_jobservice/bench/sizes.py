@@ -22,6 +22,11 @@ class Sizes:
     scale_trickle_per_s: float
     restart_jobs: int
     restart_sets: int
+    #: Scenario 7: job sets and jobs polled through the fleet, and events timed.
+    fleet_sets: int
+    fleet_jobs_per_set: int
+    fleet_samples: int
+    fleet_trickle_per_s: float
     #: Scenarios 1 and 3 alternate baseline and service this many times and
     #: report medians, so that a noisy moment on a shared machine hits both alike.
     rounds: int = 3
@@ -42,6 +47,10 @@ SIZES = {
         scale_trickle_per_s=2_000,
         restart_jobs=1_000_000,
         restart_sets=100,
+        fleet_sets=100,
+        fleet_jobs_per_set=50,
+        fleet_samples=200,
+        fleet_trickle_per_s=1_000,
     ),
     "quick": Sizes(
         load_processes=2,
@@ -57,6 +66,10 @@ SIZES = {
         scale_trickle_per_s=1_000,
         restart_jobs=200_000,
         restart_sets=100,
+        fleet_sets=50,
+        fleet_jobs_per_set=20,
+        fleet_samples=60,
+        fleet_trickle_per_s=500,
         rounds=2,
     ),
     # For the smoke test: every figure through the same code, in seconds.
@@ -74,6 +87,10 @@ SIZES = {
         scale_trickle_per_s=200,
         restart_jobs=2_000,
         restart_sets=4,
+        fleet_sets=4,
+        fleet_jobs_per_set=5,
+        fleet_samples=6,
+        fleet_trickle_per_s=100,
         rounds=1,
     ),
 }

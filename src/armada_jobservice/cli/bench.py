@@ -15,7 +15,10 @@ from armada_jobservice.cli.exit_codes import ExitCode
 
 #: The scenario numbers ``--only`` takes (``bench.scenarios.SCENARIOS``'s keys, which a
 #: test checks): written here so that ``--help`` does not import the bench.
-SCENARIO_NUMBERS = ("1", "3", "4", "5", "6")
+#: Where scenario 7 finds PostgreSQL (``bench.harness.DEFAULT_POSTGRES``, which a test checks).
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+SCENARIO_NUMBERS = ("1", "3", "4", "5", "6", "7")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="scenarios to run (default: all; 1 includes 2)",
     )
     parser.add_argument("--workdir", type=Path, help="keep databases and logs here")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=DEFAULT_POSTGRES,
+        help="PostgreSQL for scenario 7 (the fleet); each run uses a fresh schema "
+        "(default: %(default)s)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -70,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="jobservice-bench-") as scratch:
         workdir = args.workdir or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        bench = Bench(report, SIZES[mode], workdir)
+        bench = Bench(report, SIZES[mode], workdir, args.postgres)
         try:
             for n in wanted:
                 t0 = time.perf_counter()

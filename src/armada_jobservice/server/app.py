@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from types import TracebackType
 from typing import Any
 
@@ -20,13 +22,16 @@ from grpc_reflection.v1alpha import reflection
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.server.auth import AcceptedTokens, BearerAuthInterceptor
 from armada_jobservice.server.changes import ChangeTracker
-from armada_jobservice.server.config import Settings
+from armada_jobservice.server.config import Settings, flush_interval_of
 from armada_jobservice.server.errors import ConfigError, StoreError
+from armada_jobservice.server.fleet.db import FleetDB
+from armada_jobservice.server.fleet.replica import Fleet
 from armada_jobservice.server.gc_policy import GcPolicy
 from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.servicer import JobServiceServicer
 from armada_jobservice.server.store import Store, open_store
+from armada_jobservice.server.store.postgres import PostgresStore
 from armada_jobservice.server.store.thread import AsyncStore
 from armada_jobservice.server.streams import EventStreams
 from armada_jobservice.server.subscriptions import SubscriptionManager
@@ -67,19 +72,25 @@ class JobServiceApp:
             self.metrics,
             reconnect_max_backoff_s=settings.reconnect_max_backoff_s,
         )
+        #: With PostgreSQL, this process is one replica of a fleet (``server/fleet/``).
+        self.fleet = self._make_fleet(streams)
         self.subscriptions = SubscriptionManager(
             streams,
             self.loader,
             max_subscriptions=settings.max_subscriptions,
             subscription_expiry_s=settings.subscription_expiry_s,
+            fleet=self.fleet,
         )
+        if self.fleet is not None:
+            self.fleet.bind(self.subscriptions)
         self.writer = Writer(
             self.subscriptions,
             self.changes,
             self.store,
             self.metrics,
-            flush_interval_s=settings.flush_interval_s,
+            flush_interval_s=flush_interval_of(settings),
             job_set_retention_s=settings.job_set_retention_s,
+            fleet=self.fleet,
         )
         self.shutdown_grace_s = shutdown_grace_s
         #: Freezes long-lived objects so collector pauses stay short; the
@@ -107,6 +118,39 @@ class JobServiceApp:
             lambda: self.changes.events_seen,
         )
         self.metrics.gauge("cached_jobs", "Jobs held in memory.", self.subscriptions.cached_jobs)
+        if self.fleet is not None:
+            fleet = self.fleet
+            self.metrics.gauge(
+                "fleet_owned_job_sets",
+                "Job sets whose lease this replica holds (it reads their events).",
+                lambda: len(fleet.owned),
+            )
+            self.metrics.counter(
+                "fleet_claims_won",
+                "Leases this replica won (first polls and takeovers).",
+                lambda: fleet.claims_won,
+            )
+            self.metrics.counter(
+                "fleet_leases_lost",
+                "Leases this replica lost (not renewed in time, or held by another replica).",
+                lambda: fleet.leases_lost,
+            )
+
+    def _make_fleet(self, streams: EventStreams) -> Fleet | None:
+        store = self.store.store
+        if not isinstance(store, PostgresStore):
+            return None
+        name = self.settings.replica_name or f"{socket.gethostname()}-{os.getpid()}"
+        store.owner = name
+        settings = self.settings
+        return Fleet(
+            FleetDB(store.url, name),
+            streams,
+            self.store,
+            lease_ttl_s=settings.lease_ttl_s,
+            max_owned=settings.max_subscriptions,
+            polled_within_s=settings.subscription_expiry_s,
+        )
 
     def is_serving(self) -> bool:
         """Whether the service runs and its database answered the last time it was asked."""
@@ -177,6 +221,11 @@ class JobServiceApp:
             except OSError as exc:
                 raise ConfigError("metrics_port", f"cannot listen: {exc}") from exc
             self.metrics_port = self._metrics_server.server_port
+        if self.fleet is not None:
+            try:
+                await self.fleet.start()
+            except StoreError as exc:
+                raise ConfigError("database", str(exc)) from exc
         self._running = True
         await self.writer.check_store()
         await self._publish_health()
@@ -249,12 +298,18 @@ class JobServiceApp:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.fleet is not None:
+            await self.fleet.stop_loops()
         await self.subscriptions.close()
         try:
             written = await self.writer.flush_once()
             log.info("final flush wrote %d jobs", written)
         except StoreError as exc:
             log.error("final flush failed: %s", exc)
+        if self.fleet is not None:
+            # After the final flush: whoever takes these over resumes where it ended.
+            await self.fleet.release_all()
+            await self.fleet.close()
         await self.store.close()
         await self.upstream.close()
         if self._metrics_server is not None:

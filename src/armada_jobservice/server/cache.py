@@ -133,6 +133,13 @@ class JobSet:
         """Monotonic time since which the event stream has been failing, or None."""
         return self._failing_since
 
+    @property
+    def failure(self) -> tuple[str, bool] | None:
+        """The stream's failure text and whether Armada refused, or None while healthy."""
+        if self._failing_since is None:
+            return None
+        return self._failure, self._refused
+
     def __len__(self) -> int:
         return len(self._states)
 
@@ -200,6 +207,37 @@ class JobSet:
         self._persisted_message_id = last_message_id
         self._persisted_activity = max(self._persisted_activity, last_activity)
         self._loaded = True
+
+    def merge_stored(self, rows: Iterable[JobRow]) -> int:
+        """Take jobs another replica wrote (a follower's refresh); return how many changed.
+
+        A terminal state held here is kept; nothing is marked for flushing,
+        since the database already holds it.
+        """
+        changed = 0
+        states, errors = self._states, self._errors
+        for job_id, state, error in rows:
+            held = states.get(job_id)
+            if held == state or held in _TERMINAL:
+                continue
+            states[job_id] = state
+            if error:
+                errors[job_id] = error
+            else:
+                errors.pop(job_id, None)
+            changed += 1
+        return changed
+
+    def adopt(self, last_message_id: str | None) -> None:
+        """Take the job set over at the stored position (this replica's lease was won).
+
+        Changes not flushed under an earlier lease are dropped: the stream
+        resumes from the stored position and brings them again.
+        """
+        self._dirty = set()
+        self._last_message_id = last_message_id
+        self._persisted_message_id = last_message_id
+        self.mark_healthy()
 
     # -- polls -------------------------------------------------------------
 
@@ -297,6 +335,15 @@ class JobSet:
     def restore_dirty(self, job_ids: Iterable[str]) -> None:
         """Mark jobs changed again after their write failed; the cache holds their latest state."""
         self._dirty.update(job_ids)
+
+    def discard_unflushed(self) -> None:
+        """Forget changes this replica may no longer write (its lease was lost).
+
+        The stream of whichever replica owns the job set now resumes from the
+        stored position and brings them again.
+        """
+        self._dirty = set()
+        self._last_message_id = self._persisted_message_id
 
     def mark_persisted(self, last_message_id: str | None, activity: float) -> None:
         """Record what a committed write put in the database."""

@@ -64,11 +64,13 @@ class Settings:
             "A job set's stored data is deleted after this long with neither a poll nor an event."
         ),
     )
-    flush_interval_s: float = field(
-        default=1.0,
+    flush_interval_s: float | None = field(
+        default=None,
         metadata=_help(
             "How often the cache is written to the database while events keep "
-            "arriving; changes are written within about 0.1 s once the streams are quiet."
+            "arriving; changes are written within about 0.1 s once the streams are quiet. "
+            "Unset: 1 s with SQLite, 0.5 s with PostgreSQL (the other replicas of a "
+            "fleet see an event once it is written)."
         ),
     )
     max_subscriptions: int = field(
@@ -79,6 +81,20 @@ class Settings:
         metadata=_help(
             "How long a failing event stream may stay down before polls of its "
             "unfinished jobs answer CONNECTION_ERR."
+        ),
+    )
+    replica_name: str | None = field(
+        default=None,
+        metadata=_help(
+            "This replica's name in a fleet sharing one PostgreSQL database "
+            "(default: host name and process id)."
+        ),
+    )
+    lease_ttl_s: float = field(
+        default=10.0,
+        metadata=_help(
+            "In a fleet, how long a replica's claim on a job set lasts unless renewed; a "
+            "killed replica's job sets move to the others after about this long."
         ),
     )
     reconnect_max_backoff_s: float = field(
@@ -123,6 +139,13 @@ class Settings:
         validate(self)
 
 
+def flush_interval_of(settings: Settings) -> float:
+    """``flush_interval_s``, or its default for the database when unset."""
+    if settings.flush_interval_s is not None:
+        return settings.flush_interval_s
+    return 0.5 if settings.database.startswith(("postgresql://", "postgres://")) else 1.0
+
+
 def validate(settings: Settings) -> None:
     """Raise ``ConfigError`` naming the first setting that cannot work."""
     for name in ("grpc_port", "metrics_port"):
@@ -134,8 +157,9 @@ def validate(settings: Settings) -> None:
         "job_set_retention_s",
         "flush_interval_s",
         "reconnect_max_backoff_s",
+        "lease_ttl_s",
     ):
-        if getattr(settings, name) <= 0:
+        if getattr(settings, name) is not None and getattr(settings, name) <= 0:
             raise ConfigError(name, f"must be greater than 0, got {getattr(settings, name)}")
     if settings.connection_error_grace_s < 0:
         raise ConfigError("connection_error_grace_s", "must not be negative")

@@ -71,7 +71,15 @@ class EventStreams:
 
     async def run(self, js: JobSet) -> None:
         """Load *js*, then keep its event stream open until cancelled."""
+        await self.load(js)
+        await self.read_events(js)
+
+    async def load(self, js: JobSet) -> None:
+        """Wait until the stored jobs of *js* are in memory, retrying while the database fails."""
         await self._load_with_retry(js)
+
+    async def read_events(self, js: JobSet) -> None:
+        """Keep the event stream of a loaded *js* open from its position until cancelled."""
         attempt = 0
         while True:
             if await self._stream_once(js):

@@ -17,12 +17,16 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from armada_jobservice.server.cache import JobSet
 from armada_jobservice.server.errors import JobServiceError
 from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.streams import EventStreams
+
+if TYPE_CHECKING:
+    from armada_jobservice.server.fleet.replica import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +45,12 @@ class SubscriptionManager:
         *,
         max_subscriptions: int,
         subscription_expiry_s: float,
+        fleet: Fleet | None = None,
     ) -> None:
         self.streams = streams
         self.loader = loader
+        #: In a fleet, each job set's task owns or follows it (``Fleet.drive``).
+        self.fleet = fleet
         self.max_subscriptions = max_subscriptions
         self.expiry_s = subscription_expiry_s
         self._job_sets: dict[JobSetKey, JobSet] = {}
@@ -68,6 +75,9 @@ class SubscriptionManager:
             if self._closed:
                 raise SubscriptionLimitReached("the service is shutting down")
             if self._active >= self.max_subscriptions:
+                if self.fleet is not None:
+                    # Another replica with room takes it over (its sweep).
+                    self.fleet.ask_soon(key)
                 raise SubscriptionLimitReached(
                     f"subscription limit reached: {self.max_subscriptions} job sets are "
                     "subscribed already (max_subscriptions)"
@@ -85,7 +95,10 @@ class SubscriptionManager:
     async def _run(self, js: JobSet) -> None:
         me = asyncio.current_task()
         try:
-            await self.streams.run(js)
+            if self.fleet is not None:
+                await self.fleet.drive(js)
+            else:
+                await self.streams.run(js)
         except asyncio.CancelledError:
             pass
         except Exception:

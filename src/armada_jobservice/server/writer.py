@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from armada_jobservice.server.cache import JobSet
 from armada_jobservice.server.changes import ChangeTracker
@@ -27,6 +28,9 @@ from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.store.base import JobSetWrite
 from armada_jobservice.server.store.thread import AsyncStore
 from armada_jobservice.server.subscriptions import SubscriptionManager
+
+if TYPE_CHECKING:
+    from armada_jobservice.server.fleet.replica import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,11 @@ class Writer:
         *,
         flush_interval_s: float,
         job_set_retention_s: float,
+        fleet: Fleet | None = None,
     ) -> None:
         self.subscriptions = subscriptions
+        #: In a fleet, only the leases held here let rows and positions be written.
+        self.fleet = fleet
         self.changes = changes
         self.store = store
         self.metrics = metrics
@@ -78,12 +85,21 @@ class Writer:
         owners: list[JobSet] = []
         subscriptions = self.subscriptions
         changed = self.changes.take()
+        owned = self.fleet.owned if self.fleet is not None else None
         # The snapshot is taken without awaiting, so each job set's rows and
         # its position describe the same instant.
         for js in subscriptions if full else changed:
             if not js.loaded:
                 continue
             activity = wall - (mono - js.last_activity())
+            if owned is not None and js.key not in owned:
+                # Followed, not owned: only the activity time is this replica's to write.
+                if not js.is_clean():
+                    js.discard_unflushed()
+                if activity - js.persisted_activity > self.activity_resolution_s:
+                    batch.append(JobSetWrite(js.key, None, activity, []))
+                    owners.append(js)
+                continue
             rows = js.take_dirty()
             if (
                 rows
@@ -91,12 +107,13 @@ class Writer:
                 or activity - js.persisted_activity > self.activity_resolution_s
                 or (js.stream is None and activity > js.persisted_activity)
             ):
-                batch.append(JobSetWrite(js.key, js.last_message_id, activity, rows))
+                epoch = owned.get(js.key) if owned is not None else None
+                batch.append(JobSetWrite(js.key, js.last_message_id, activity, rows, epoch))
                 owners.append(js)
         written = sum(len(entry.rows) for entry in batch)
         if batch:
             try:
-                await self.store.write(batch)
+                refused = set(await self.store.write(batch))
             except StoreError as exc:
                 # Mark the rows changed again: the cache still holds their
                 # latest state, so the next flush writes them.
@@ -108,7 +125,15 @@ class Writer:
                 log.error("flush of %d jobs failed, will retry: %s", written, exc)
                 return 0
             for js, entry in zip(owners, batch, strict=True):
-                js.mark_persisted(entry.last_message_id, entry.last_activity)
+                if entry.key in refused:
+                    js.discard_unflushed()
+                    if self.fleet is not None:
+                        self.fleet.lose(entry.key, "a write found another replica holding it")
+                    continue
+                if entry.last_message_id is None and not entry.rows:
+                    js.mark_persisted(js.persisted_message_id, entry.last_activity)
+                else:
+                    js.mark_persisted(entry.last_message_id, entry.last_activity)
             self.store_ok = True
             self.metrics.flush_jobs.observe(written)
             self.metrics.flush_seconds.observe(time.perf_counter() - started)

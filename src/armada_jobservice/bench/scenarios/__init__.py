@@ -13,6 +13,7 @@ from collections.abc import Callable
 from armada_jobservice.bench.harness import Bench
 from armada_jobservice.bench.scenarios import (
     cache_hits,
+    fleet,
     ingestion,
     old_way,
     restart,
@@ -26,4 +27,5 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "4": subscription_scale.run,
     "5": restart.run,
     "6": old_way.run,
+    "7": fleet.run,  # needs PostgreSQL (bench --postgres)
 }

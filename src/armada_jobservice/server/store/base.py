@@ -22,6 +22,10 @@ class JobSetWrite(NamedTuple):
     #: Wall-clock time (seconds since the epoch) of the last poll or event.
     last_activity: float
     rows: Sequence[RowToWrite]
+    #: In a fleet, the epoch of this replica's lease on the job set: rows and a
+    #: position are written only while that lease still holds (fencing). None
+    #: outside a fleet, and for an entry that carries only an activity time.
+    epoch: int | None = None
 
 
 class StoredJobSet(NamedTuple):
@@ -44,11 +48,13 @@ class Store(Protocol):
     def ping(self) -> None:
         """Raise ``StoreError`` unless the database answers."""
 
-    def write(self, batch: Iterable[JobSetWrite]) -> None:
+    def write(self, batch: Iterable[JobSetWrite]) -> list[JobSetKey]:
         """Upsert the jobs and positions of a batch in one transaction.
 
         A stored terminal state is never overwritten, so that replicas sharing
-        one database (or a replay) cannot move a finished job back.
+        one database (or a replay) cannot move a finished job back. Returns
+        the job sets left unwritten because this replica's lease on them no
+        longer holds (only in a fleet; otherwise always empty).
         """
 
     def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:

@@ -22,8 +22,37 @@ SCHEMA_VERSION = 1
 CHUNK_ROWS = 500
 
 
+def not_terminal_sql(column: str) -> str:
+    """A condition true while *column* holds no terminal state, for the upserts' guard.
+
+    Spelled as ``<>`` comparisons: SQLite builds an ephemeral index for each
+    execution of ``NOT IN (...)``, which tripled the cost of an updated row.
+    """
+    from armada_jobservice._wire import TERMINAL_STATES
+
+    return " AND ".join(f"{column} <> {int(s)}" for s in sorted(TERMINAL_STATES))
+
+
+#: Insert or update jobs' rows (before and after the VALUES rows), never
+#: overwriting a stored terminal state.
+UPSERT_JOBS = (
+    "INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES ",
+    f"""
+    ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
+        state = excluded.state, error = excluded.error
+    WHERE {not_terminal_sql("jobs.state")}
+    """,
+)
+
+
 class SQLStore:
     """The ``Store`` queries, written once with ``?`` parameters."""
+
+    upsert_jobs_sql = UPSERT_JOBS
+    #: More conditions a job set must meet to be deleted for retention.
+    retention_guard = ""
+    #: What else goes with a job set deleted for retention (parameters: queue, job set).
+    delete_job_set_sql: tuple[str, ...] = ("DELETE FROM jobs WHERE queue = ? AND job_set_id = ?",)
 
     #: The driver's parameter marker, substituted for ``?``.
     param = "?"
@@ -56,27 +85,36 @@ class SQLStore:
         """Run a trivial query."""
         self._transaction(lambda cur: cur.execute("SELECT 1").fetchone())
 
-    def write(self, batch: Iterable[JobSetWrite]) -> None:
+    def write(self, batch: Iterable[JobSetWrite]) -> list[JobSetKey]:
         """Upsert a batch in one transaction; stored terminal states are kept.
 
         A job set named twice in a batch is written as its later entry over
         its earlier one (one statement may not touch a row twice in PostgreSQL).
+        Returns the job sets left unwritten by the fence (see ``_fenced``).
         """
         batch = list(batch)
         if len({entry.key for entry in batch}) < len(batch):
             batch = _merge_entries(batch)
-        set_rows: list[tuple[str, str, str | None, float]] = []
-        job_rows: list[tuple[str, str, str, int, str | None]] = []
-        for entry in batch:
-            queue, job_set_id = entry.key
-            set_rows.append((queue, job_set_id, entry.last_message_id, entry.last_activity))
-            job_rows.extend((queue, job_set_id, j, s, e) for j, s, e in entry.rows)
 
-        def upsert(cur: Any) -> None:
+        def upsert(cur: Any) -> list[JobSetKey]:
+            rejected = self._fenced(cur, batch)
+            set_rows: list[tuple[str, str, str | None, float]] = []
+            job_rows: list[tuple[str, str, str, int, str | None]] = []
+            for entry in batch:
+                if entry.key in rejected:
+                    continue
+                queue, job_set_id = entry.key
+                set_rows.append((queue, job_set_id, entry.last_message_id, entry.last_activity))
+                job_rows.extend((queue, job_set_id, j, s, e) for j, s, e in entry.rows)
             self._insert_rows(cur, self.upsert_job_sets_sql, set_rows)
-            self._insert_rows(cur, _UPSERT_JOBS, job_rows)
+            self._insert_rows(cur, self.upsert_jobs_sql, job_rows)
+            return list(rejected)
 
-        self._transaction(upsert, write=True)
+        return self._transaction(upsert, write=True)
+
+    def _fenced(self, cur: Any, batch: Sequence[JobSetWrite]) -> set[JobSetKey]:
+        """The entries of *batch* this replica may no longer write (none outside a fleet)."""
+        return set()
 
     def _insert_rows(self, cur: Any, sql: tuple[str, str], rows: Sequence[tuple[Any, ...]]) -> None:
         """Run a multi-row INSERT (*sql*: before and after its VALUES) over *rows* in chunks.
@@ -165,16 +203,14 @@ class SQLStore:
                 cur.execute(
                     self._q(
                         "DELETE FROM job_sets WHERE queue = ? AND job_set_id = ?"
-                        " AND last_activity < ?"
+                        " AND last_activity < ?" + self.retention_guard
                     ),
                     (queue, job_set_id, cutoff),
                 )
                 if cur.rowcount:
                     deleted += 1
-                    cur.execute(
-                        self._q("DELETE FROM jobs WHERE queue = ? AND job_set_id = ?"),
-                        (queue, job_set_id),
-                    )
+                    for statement in self.delete_job_set_sql:
+                        cur.execute(self._q(statement), (queue, job_set_id))
             return deleted
 
         return self._transaction(delete, write=True)
@@ -188,17 +224,6 @@ class SQLStore:
             return int(sets), int(jobs)
 
         return self._transaction(count)
-
-
-def not_terminal_sql(column: str) -> str:
-    """A condition true while *column* holds no terminal state, for the upserts' guard.
-
-    Spelled as ``<>`` comparisons: SQLite builds an ephemeral index for each
-    execution of ``NOT IN (...)``, which tripled the cost of an updated row.
-    """
-    from armada_jobservice._wire import TERMINAL_STATES
-
-    return " AND ".join(f"{column} <> {int(s)}" for s in sorted(TERMINAL_STATES))
 
 
 def _merge_entries(batch: list[JobSetWrite]) -> list[JobSetWrite]:
@@ -221,15 +246,3 @@ def _merge_entries(batch: list[JobSetWrite]) -> list[JobSetWrite]:
         rows.update((row[0], row) for row in entry.rows)
         merged[entry.key] = (entry, rows)
     return [entry._replace(rows=list(rows.values())) for entry, rows in merged.values()]
-
-
-#: Insert or update jobs' rows (before and after the VALUES rows), never
-#: overwriting a stored terminal state.
-_UPSERT_JOBS = (
-    "INSERT INTO jobs (queue, job_set_id, job_id, state, error) VALUES ",
-    f"""
-    ON CONFLICT (queue, job_set_id, job_id) DO UPDATE SET
-        state = excluded.state, error = excluded.error
-    WHERE {not_terminal_sql("jobs.state")}
-    """,
-)

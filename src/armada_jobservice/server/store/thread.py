@@ -43,9 +43,9 @@ class AsyncStore:
         """Raise ``StoreError`` unless the database answers."""
         await self._run(self.store.ping)
 
-    async def write(self, batch: list[JobSetWrite]) -> None:
-        """Write one batch in one transaction."""
-        await self._run(self.store.write, batch)
+    async def write(self, batch: list[JobSetWrite]) -> list[JobSetKey]:
+        """Write one batch in one transaction; return the job sets the fence refused."""
+        return await self._run(self.store.write, batch)
 
     async def load_job_set(self, key: JobSetKey) -> StoredJobSet | None:
         """Read one job set."""

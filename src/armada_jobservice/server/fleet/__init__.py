@@ -1,0 +1,1 @@
+"""Several replicas on one PostgreSQL database: leases, fencing, followers and takeover."""
