@@ -13,7 +13,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from armada_jobservice import JobState
 from armada_jobservice._ready import read_ready_file
@@ -256,3 +258,27 @@ def test_help_documents_every_setting_with_its_default() -> None:
         assert "--" + name.replace("_", "-") in text
         assert f"(default: {config.default_of(name)})" in text
     assert "--grpc-port GRPC_PORT Port of the gRPC API (0 picks one). (default: 60003)" in text
+
+
+async def test_replicas_started_together_on_an_empty_postgres_all_serve(
+    fake: FakeArmada, pg_url: str, spawn: Spawn
+) -> None:
+    """Four replicas started at once on an empty database: all serve, each migration ran once."""
+    import psycopg
+
+    args = ("--armada-url", f"127.0.0.1:{fake.port}", "--database", pg_url)
+    replicas = await asyncio.gather(*(spawn(*args) for _ in range(4)))
+    for replica in replicas:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.port}") as channel:
+            answer = await eventually(
+                lambda: health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest()),
+                lambda a: a.status == health_pb2.HealthCheckResponse.SERVING,
+            )
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    with psycopg.connect(pg_url) as conn:
+        applied = conn.execute(
+            "SELECT version, count(*) FROM jobservice_schema GROUP BY version ORDER BY version"
+        ).fetchall()
+    from armada_jobservice.server.store.migrations import MIGRATIONS
+
+    assert applied == [(m.version, 1) for m in MIGRATIONS]

@@ -16,7 +16,6 @@ from armada_jobservice.server.store.base import JobSetWrite, StoredJobSet
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 #: Rows per multi-row INSERT; at five columns, 2,500 parameters, well under
 #: SQLite's 32,766 and PostgreSQL's 65,535.
 CHUNK_ROWS = 500
