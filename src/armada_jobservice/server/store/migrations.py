@@ -24,9 +24,8 @@ keep running on the migrated database until they are replaced): **a migration
 only adds** tables, columns that are nullable or have a default, and indexes.
 It never drops, renames or retypes a table or column that the previous
 release reads or writes, and never adds a constraint that the previous
-release's writes could violate. Something no longer used is dropped at the
-earliest two releases later, when no replica of a release that used it can
-still be running.
+release's writes could violate. Something a release stops using may be
+dropped by the release after it, whose previous release no longer uses it.
 """
 
 from __future__ import annotations
