@@ -1,4 +1,4 @@
-"""Helpers for tests: poll a condition instead of sleeping, and the one door to internals."""
+"""Helpers for tests: poll a condition, the one door to internals, a database's schema."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from armada_jobservice import AsyncJobServiceClient
     from armada_jobservice.server.app import JobServiceApp
     from armada_jobservice.server.cache import JobSet
+    from armada_jobservice.server.store.migrations import Migration
     from armada_jobservice.server.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
@@ -71,3 +72,56 @@ def metric(app: JobServiceApp, name: str, **labels: str) -> float:
 def without_sqlite_json(store: SQLiteStore) -> None:
     """Make a SQLite store act as one whose SQLite lacks the JSON functions."""
     store._json = False
+
+
+# -- database schemas --------------------------------------------------------
+# Read straight from the database with its own driver, not through a store.
+
+
+def next_migration(version: int) -> Migration:
+    """A migration after the released ones, of the kinds the upgrade rule allows.
+
+    It adds a column with a default to a table that holds rows, and a table.
+    """
+    from armada_jobservice.server.store.migrations import Migration as M
+
+    statements = (
+        f"ALTER TABLE jobs ADD COLUMN note_{version} TEXT NOT NULL DEFAULT 'none'",
+        f"CREATE TABLE extra_{version} (n INTEGER NOT NULL DEFAULT 0)",
+    )
+    return M(version, f"test: a note on each job, table extra_{version}", *[statements] * 2)
+
+
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of one query on a ``sqlite:///`` or ``postgresql://`` database."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        conn = sqlite3.connect(url[len("sqlite:///") :])
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        return pg.execute(sql).fetchall()  # type: ignore[arg-type]
+
+
+def schema_history(url: str) -> list[tuple[int, str | None, bool, str | None, int | None]]:
+    """Each recorded migration: version, description, whether dated, host, pid."""
+    return [
+        (v, d, at is not None, host, pid)
+        for v, d, at, host, pid in query(
+            url,
+            "SELECT version, description, applied_at, applied_by_host, applied_by_pid"
+            " FROM jobservice_schema ORDER BY version",
+        )
+    ]
+
+
+def schema_version(url: str) -> int:
+    """The database's version as the service reads it."""
+    if url.startswith("sqlite:///"):
+        return int(query(url, "PRAGMA user_version")[0][0])
+    return int(query(url, "SELECT max(version) FROM jobservice_schema")[0][0])

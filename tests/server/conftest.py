@@ -28,6 +28,15 @@ async def pg_proxy(pg_url: str) -> AsyncIterator[PostgresProxy]:
     await proxy.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[TinyDisk]:
     """A freshly mounted 512 KiB tmpfs; skipped where this process may not mount one."""

@@ -18,12 +18,31 @@ def test_defaults() -> None:
         "localhost:50051",
         "sqlite:///jobservice.db",
     )
-    assert (s.subscription_expiry_s, s.flush_interval_s, s.max_subscriptions) == (
+    assert (s.subscription_expiry_s, config.flush_interval_of(s), s.max_subscriptions) == (
         300.0,
         1.0,
         10_000,
     )
     assert s.metrics_port is None
+    assert (s.lease_ttl_s, s.replica_name) == (10.0, None)
+
+
+@pytest.mark.parametrize(
+    ("database", "given", "expected"),
+    [
+        ("sqlite:///js.db", None, 1.0),
+        ("postgresql://db/js", None, 0.5),
+        ("postgres://db/js", None, 0.5),
+        ("postgresql://db/js", 2.0, 2.0),
+        ("sqlite:///js.db", 0.25, 0.25),
+    ],
+)
+def test_flush_interval_defaults_by_database(
+    database: str, given: float | None, expected: float
+) -> None:
+    """Unset, a fleet on PostgreSQL flushes twice as often (followers see flushed events)."""
+    s = config.load(environ={}, overrides={"database": database, "flush_interval_s": given})
+    assert config.flush_interval_of(s) == expected
 
 
 def test_precedence(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,14 +14,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from armada_jobservice import JobState
 from armada_jobservice._ready import read_ready_file
 from armada_jobservice._wire import WireState
+from armada_jobservice.server.store import open_store
+from armada_jobservice.server.store.migrations import MIGRATIONS
 
 from ..fake_armada import FakeArmada
-from ..helpers import Connect, eventually
+from ..helpers import Connect, eventually, next_migration, schema_history, schema_version
 
 Q, JS = "queue-a", "set-1"
 
@@ -256,3 +261,102 @@ def test_help_documents_every_setting_with_its_default() -> None:
         assert "--" + name.replace("_", "-") in text
         assert f"(default: {config.default_of(name)})" in text
     assert "--grpc-port GRPC_PORT Port of the gRPC API (0 picks one). (default: 60003)" in text
+
+
+async def assert_serving(port: int) -> None:
+    """The service on *port* answers the standard health check SERVING."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        await eventually(
+            lambda: stub.Check(health_pb2.HealthCheckRequest()),
+            lambda a: a.status == health_pb2.HealthCheckResponse.SERVING,
+        )
+
+
+async def test_replicas_started_together_on_an_empty_postgres_all_serve(
+    fake: FakeArmada, pg_url: str, spawn: Spawn
+) -> None:
+    """Four replicas started at once on an empty database: all serve, each migration ran once.
+
+    Before migrations took an advisory lock, concurrent CREATE TABLEs made
+    some of them exit with ``pg_type_typname_nsp_index`` violated.
+    """
+    args = ("--armada-url", f"127.0.0.1:{fake.port}", "--database", pg_url)
+    replicas = await asyncio.gather(*(spawn(*args) for _ in range(4)))
+    for replica in replicas:
+        await assert_serving(replica.port)
+    history = schema_history(pg_url)
+    assert [row[0] for row in history] == [m.version for m in MIGRATIONS]
+    assert {row[4] for row in history} <= {r.proc.pid for r in replicas}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_schema_newer_than_ours_stops_start_up_with_exit_code_2(store_url: str) -> None:
+    """A database migrated by a newer release: one line naming it and both versions, exit 2."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    newer = (*MIGRATIONS, next_migration(MIGRATIONS[-1].version + 1))
+    store = open_store(store_url, newer)
+    store.open()
+    store.close()
+    result = await asyncio.to_thread(run_serve, "--database", store_url)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    if store_url.startswith("sqlite:///"):
+        assert store_url[len("sqlite:///") :] in lines[0]
+    else:
+        assert f"PostgreSQL database {conninfo_to_dict(store_url)['dbname']} " in lines[0]
+    ours = MIGRATIONS[-1].version
+    assert f"has schema version {ours + 1}, newer than this release's {ours}" in lines[0]
+    assert schema_version(store_url) == ours + 1
+
+
+async def refused_on(db: Path) -> str:
+    """Start ``serve`` on a SQLite file expected to be in use: its one line, after exit code 2."""
+    result = await asyncio.to_thread(run_serve, "--database", f"sqlite:///{db}")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+async def test_a_second_service_on_one_sqlite_file_is_refused_until_the_first_stops(
+    fake: FakeArmada, tmp_path: Path, spawn: Spawn
+) -> None:
+    """One line naming the file and the running service (pid, host, since); exit 2."""
+    db = tmp_path / "js.db"
+    args = ("--armada-url", f"127.0.0.1:{fake.port}", "--database", f"sqlite:///{db}")
+    first = await spawn(*args)
+    line = await refused_on(db)
+    assert f"{db} is in use by another job service" in line
+    assert f"pid {first.proc.pid} on host {socket.gethostname()} since 20" in line
+    await assert_serving(first.port)  # the refused one disturbed nothing
+    first.proc.send_signal(signal.SIGTERM)
+    assert await first.wait() == 0
+    second = await spawn(*args)  # a clean stop let go of the file
+    await assert_serving(second.port)
+    assert f"pid {second.proc.pid} on host" in await refused_on(db)
+
+
+async def test_a_killed_service_does_not_keep_its_sqlite_file(
+    fake: FakeArmada, tmp_path: Path, spawn: Spawn
+) -> None:
+    """After kill -9 of the service holding a file, a new one starts on it at once."""
+    db = tmp_path / "js.db"
+    args = ("--armada-url", f"127.0.0.1:{fake.port}", "--database", f"sqlite:///{db}")
+    first = await spawn(*args)
+    first.proc.send_signal(signal.SIGKILL)
+    assert await first.wait() == -signal.SIGKILL
+    second = await spawn(*args)
+    await assert_serving(second.port)
+    line = await refused_on(db)
+    assert f"pid {second.proc.pid} on host" in line
+    assert f"pid {first.proc.pid} " not in line
+
+
+async def test_services_on_sqlite_in_memory_need_no_lock(fake: FakeArmada, spawn: Spawn) -> None:
+    """``sqlite:///:memory:`` is a database of each process's own: two start side by side."""
+    args = ("--armada-url", f"127.0.0.1:{fake.port}", "--database", "sqlite:///:memory:")
+    for replica in [await spawn(*args), await spawn(*args)]:
+        await assert_serving(replica.port)

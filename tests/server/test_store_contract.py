@@ -18,15 +18,6 @@ from ..fake_armada import FakeArmada
 from ..helpers import Connect, Serve, eventually, without_sqlite_json
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty database of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
     """An open store."""

@@ -9,8 +9,9 @@ about: its owner (a replica name, NULL once released), the lease's epoch
 (raised by every claim, the fencing token of the owner's writes), when the
 lease expires, when any replica last saw a poll of it, and the owner's
 report of a failing stream (so that every replica answers CONNECTION_ERR
-alike). ``jobs`` and ``job_sets`` carry the id of the transaction that last
-wrote each row (``xid``), from which followers read what changed.
+alike). ``jobs`` carries the id of the transaction that last wrote each row
+(``xid``), from which followers read what changed. Both come with schema
+version 2 (``store/migrations.py``).
 """
 
 from __future__ import annotations
@@ -26,25 +27,6 @@ from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.model import JobRow, JobSetKey
 
 T = TypeVar("T")
-
-#: The fleet's part of the PostgreSQL schema (the store creates it with the rest).
-DDL = """
-CREATE TABLE IF NOT EXISTS job_set_owners (
-    queue TEXT NOT NULL,
-    job_set_id TEXT NOT NULL,
-    owner TEXT,
-    epoch BIGINT NOT NULL DEFAULT 0,
-    expires_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    last_poll_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    failure TEXT,
-    refused BOOLEAN NOT NULL DEFAULT false,
-    failing_since TIMESTAMPTZ,
-    PRIMARY KEY (queue, job_set_id)
-);
-CREATE INDEX IF NOT EXISTS job_set_owners_by_expiry ON job_set_owners (expires_at);
-ALTER TABLE jobs ADD COLUMN IF NOT EXISTS xid xid8 NOT NULL DEFAULT pg_current_xact_id();
-CREATE INDEX IF NOT EXISTS jobs_by_xid ON jobs (xid);
-"""
 
 
 @dataclass(frozen=True, slots=True)

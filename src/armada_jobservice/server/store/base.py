@@ -40,7 +40,11 @@ class Store(Protocol):
     """A database that keeps job sets, their jobs and their resume positions."""
 
     def open(self) -> None:
-        """Connect and create the tables if missing; never drop anything."""
+        """Connect and apply the migrations the database lacks (``migrations.py``).
+
+        Raises ``StoreError`` (``SchemaTooNew`` for a schema newer than this
+        release's) when the database cannot be used.
+        """
 
     def close(self) -> None:
         """Release the connection; idempotent."""

@@ -11,32 +11,38 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from armada_jobservice.server.errors import StoreError
-from armada_jobservice.server.fleet.db import DDL as FLEET_DDL
 from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.store.base import JobSetWrite
-from armada_jobservice.server.store.sql import SCHEMA_VERSION, SQLStore, not_terminal_sql
+from armada_jobservice.server.store.migrations import (
+    ADVISORY_LOCK_KEY,
+    MIGRATIONS,
+    Migration,
+    applier,
+    check_list,
+    pending,
+)
+from armada_jobservice.server.store.sql import SQLStore, not_terminal_sql
 
 T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS job_sets (
-    queue TEXT NOT NULL,
-    job_set_id TEXT NOT NULL,
-    last_message_id TEXT,
-    last_activity DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (queue, job_set_id)
-);
-CREATE INDEX IF NOT EXISTS job_sets_by_activity ON job_sets (last_activity);
-CREATE TABLE IF NOT EXISTS jobs (
-    queue TEXT NOT NULL,
-    job_set_id TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    state SMALLINT NOT NULL,
-    error TEXT,
-    PRIMARY KEY (queue, job_set_id, job_id)
-);
-CREATE TABLE IF NOT EXISTS jobservice_schema (version INTEGER NOT NULL);
+#: The history of applied migrations; the highest version is the database's.
+_SCHEMA_TABLE = """
+CREATE TABLE jobservice_schema (
+    version INTEGER NOT NULL,
+    description TEXT,
+    applied_at TIMESTAMPTZ,
+    applied_by_host TEXT,
+    applied_by_pid INTEGER
+)
 """
+#: Columns that the table as releases before the migrations list made it
+#: (``version`` only) lacks; nullable, so those releases can still insert.
+_LATER_COLUMNS = {
+    "description": "TEXT",
+    "applied_at": "TIMESTAMPTZ",
+    "applied_by_host": "TEXT",
+    "applied_by_pid": "INTEGER",
+}
 
 
 #: As the shared upsert, also stamping each written row with its transaction's
@@ -68,8 +74,10 @@ class PostgresStore(SQLStore):
         "DELETE FROM job_set_owners WHERE queue = ? AND job_set_id = ?",
     )
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         self.url = url
+        self.migrations = tuple(migrations)
+        check_list(self.migrations)
         self._conn: Any = None
         #: This replica's name in a fleet: writes are then fenced by its leases.
         self.owner: str | None = None
@@ -131,24 +139,48 @@ class PostgresStore(SQLStore):
             raise StoreError(f"PostgreSQL: {exc}".strip()) from exc
 
     def open(self) -> None:
-        """Connect and create the tables if missing."""
+        """Connect and apply the migrations the database lacks."""
+        self._transaction(self._migrate, write=True)
 
-        def create(cur: Any) -> None:
-            # One replica at a time: concurrent CREATE TABLE of one name fails.
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext('armada-jobservice schema'))")
-            cur.execute(_SCHEMA)
-            cur.execute(FLEET_DDL)
+    def _migrate(self, cur: Any) -> None:
+        """Bring the schema up to date, one replica at a time.
+
+        The advisory lock is held until this transaction ends: replicas that
+        start together wait here in turn, and each later one finds the
+        migrations applied (read committed: every statement sees the
+        transactions committed before it began).
+        """
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        cur.execute("SELECT to_regclass('jobservice_schema') IS NOT NULL, current_schema()")
+        exists, schema = cur.fetchone()
+        version = 0
+        if exists:
             cur.execute("SELECT max(version) FROM jobservice_schema")
-            version = cur.fetchone()[0]
-            if version is None:
-                cur.execute("INSERT INTO jobservice_schema VALUES (%s)", (SCHEMA_VERSION,))
-            elif version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database has schema version {version}, newer than this "
-                    f"release's {SCHEMA_VERSION}"
-                )
-
-        self._transaction(create, write=True)
+            version = cur.fetchone()[0] or 0
+        info = cur.connection.info
+        name = f"PostgreSQL database {info.dbname} (schema {schema}) at {info.host}:{info.port}"
+        todo = pending(self.migrations, name, version)
+        if not exists:
+            cur.execute(_SCHEMA_TABLE)
+        else:
+            cur.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'jobservice_schema'::regclass"
+                " AND attnum > 0 AND NOT attisdropped"
+            )
+            have = {row[0] for row in cur.fetchall()}
+            missing = [f"ADD COLUMN {c} {t}" for c, t in _LATER_COLUMNS.items() if c not in have]
+            if missing:
+                cur.execute("ALTER TABLE jobservice_schema " + ", ".join(missing))
+        host, pid = applier()
+        for migration in todo:
+            for statement in migration.postgres:
+                cur.execute(statement)
+            cur.execute(
+                "INSERT INTO jobservice_schema"
+                " (version, description, applied_at, applied_by_host, applied_by_pid)"
+                " VALUES (%s, %s, now(), %s, %s)",
+                (migration.version, migration.description, host, pid),
+            )
 
     def close(self) -> None:
         """Close the connection; idempotent."""

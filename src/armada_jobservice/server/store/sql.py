@@ -1,8 +1,8 @@
 """What the SQL backends share: the queries of the ``Store`` Protocol over a DB-API cursor.
 
-A backend supplies its DDL, its parameter style, its name for the larger of two
+A backend supplies its parameter style, its name for the larger of two
 values and ``_transaction(fn)``, which runs ``fn(cursor)`` in one transaction and
-turns driver errors into ``StoreError``.
+turns driver errors into ``StoreError``. The tables come from ``migrations.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from armada_jobservice.server.store.base import JobSetWrite, StoredJobSet
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 #: Rows per multi-row INSERT; at five columns, 2,500 parameters, well under
 #: SQLite's 32,766 and PostgreSQL's 65,535.
 CHUNK_ROWS = 500

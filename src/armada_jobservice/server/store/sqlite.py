@@ -4,35 +4,33 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.model import JobRow, JobSetKey
-from armada_jobservice.server.store.sql import SCHEMA_VERSION, SQLStore
+from armada_jobservice.server.store.instance_lock import InstanceLock
+from armada_jobservice.server.store.migrations import (
+    MIGRATIONS,
+    Migration,
+    applier,
+    check_list,
+    pending,
+)
+from armada_jobservice.server.store.sql import SQLStore
 
 T = TypeVar("T")
 
-# No foreign key with ON DELETE CASCADE: upserting a job-set row must never
-# touch its jobs (the original service lost every job of a set that way).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS job_sets (
-    queue TEXT NOT NULL,
-    job_set_id TEXT NOT NULL,
-    last_message_id TEXT,
-    last_activity REAL NOT NULL,
-    PRIMARY KEY (queue, job_set_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS job_sets_by_activity ON job_sets (last_activity);
-CREATE TABLE IF NOT EXISTS jobs (
-    queue TEXT NOT NULL,
-    job_set_id TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    error TEXT,
-    PRIMARY KEY (queue, job_set_id, job_id)
-) WITHOUT ROWID;
+#: The history of applied migrations (the version itself is PRAGMA user_version).
+_SCHEMA_TABLE = """
+CREATE TABLE IF NOT EXISTS jobservice_schema (
+    version INTEGER NOT NULL,
+    description TEXT,
+    applied_at TEXT,
+    applied_by_host TEXT,
+    applied_by_pid INTEGER
+)
 """
 
 
@@ -47,31 +45,52 @@ def path_from_url(url: str) -> str:
 
 
 class SQLiteStore(SQLStore):
-    """A ``Store`` on one SQLite file (WAL, ``synchronous=NORMAL``)."""
+    """A ``Store`` on one SQLite file (WAL, ``synchronous=NORMAL``), for one process at a time.
 
-    def __init__(self, path: str) -> None:
+    ``open()`` takes the file's instance lock (``<file>.lock``, see
+    ``instance_lock``) and applies *migrations* the file lacks; ``close()``
+    lets go of the lock. ``:memory:`` needs no lock.
+    """
+
+    def __init__(self, path: str, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         self.path = path
+        self.migrations = tuple(migrations)
+        check_list(self.migrations)
         self._conn: sqlite3.Connection | None = None
+        self._lock = None if path == ":memory:" else InstanceLock(Path(path + ".lock"), path)
         #: Whether this SQLite has the JSON functions (built in since 3.38).
         self._json = True
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
+    def from_url(cls, url: str, migrations: Sequence[Migration] = MIGRATIONS) -> SQLiteStore:
         """Build a store for a ``sqlite:///`` URL."""
-        return cls(path_from_url(url))
+        return cls(path_from_url(url), migrations)
 
     def open(self) -> None:
-        """Open the file (creating it and its tables if missing)."""
+        """Lock the file, open it (creating it if missing) and bring its schema up to date."""
         if self._conn is not None:
             return
         if self.path != ":memory:":
             parent = Path(self.path).resolve().parent
             if not parent.is_dir():
                 raise StoreError(f"folder {parent} does not exist")
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            self._conn = self._connect()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
         try:
             # The store thread is the only user; isolation_level=None lets us
             # issue BEGIN IMMEDIATE ourselves so a batch is one transaction.
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL survives a killed process; only a power cut can
             # lose the last transactions.
@@ -82,22 +101,50 @@ class SQLiteStore(SQLStore):
             # job (bench scenario 4); 16 MiB still holds the pages that
             # flushes touch most (recently written jobs).
             conn.execute("PRAGMA cache_size=-16384")
-            conn.executescript(_SCHEMA)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                conn.close()
-                raise StoreError(
-                    f"{self.path} has schema version {version}, newer than this "
-                    f"release's {SCHEMA_VERSION}"
-                )
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._migrate(conn)
             try:
                 conn.execute("SELECT json_group_array(json_array(1, 'a', NULL))").fetchone()
             except sqlite3.OperationalError:
                 self._json = False
         except sqlite3.Error as exc:
+            conn.close()
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Apply the migrations the file lacks, in one transaction with its new user_version."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            todo = pending(self.migrations, self.path, version)
+            recorded = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'jobservice_schema'"
+            ).fetchone()[0]
+            if not recorded:
+                conn.execute(_SCHEMA_TABLE)
+                # Versions an earlier release applied without recording them.
+                conn.executemany(
+                    "INSERT INTO jobservice_schema (version) VALUES (?)",
+                    [(v,) for v in range(1, version + 1)],
+                )
+            host, pid = applier()
+            for migration in todo:
+                for statement in migration.sqlite:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO jobservice_schema VALUES "
+                    "(?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, ?)",
+                    (migration.version, migration.description, host, pid),
+                )
+            if todo:
+                conn.execute(f"PRAGMA user_version={todo[-1].version:d}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def _job_rows(self, cur: Any, key: JobSetKey) -> list[JobRow]:
         """The stored jobs of one job set, fetched as one JSON value.
@@ -117,10 +164,12 @@ class SQLiteStore(SQLStore):
         return [JobRow(*r) for r in json.loads(cur.fetchone()[0])]
 
     def close(self) -> None:
-        """Close the connection; idempotent."""
+        """Close the connection and let go of the file's lock; idempotent."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            if self._lock is not None:
+                self._lock.release()
 
     def _transaction(self, fn: Callable[[Any], T], write: bool = False) -> T:
         if self._conn is None:
