@@ -9,7 +9,8 @@ an unknown setting or a value that cannot work fails here as it would at
 start-up. Then it checks that the ports of the container, its probes, the
 Prometheus annotations and the Services agree with the settings; that every
 file a setting names is mounted; that the SQLite file is on a writable
-volume of a single-replica StatefulSet and PostgreSQL runs several replicas;
+volume of a single-replica StatefulSet and PostgreSQL runs several replicas
+with no password in its URL (the service logs the URL at start);
 and that the pod runs as non-root on a read-only root file system. For the
 Dockerfile: the exposed ports, the CMD's metrics port and the entrypoint.
 
@@ -28,6 +29,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -247,6 +249,11 @@ def check_overlay(path: Path, problems: Problems) -> None:
             f"SQLite is one process's file: one replica of a StatefulSet, not {replicas}",
         )
     else:
+        problems.check(
+            urlsplit(settings.database).password is None,
+            where,
+            "no password in the database URL (the service logs the URL): use PGPASSWORD",
+        )
         problems.check(
             kind == "Deployment" and replicas >= 2,
             where,
