@@ -13,8 +13,11 @@ volume of a single-replica StatefulSet and PostgreSQL runs several replicas
 with no password in its URL (the service logs the URL at start);
 and that the pod runs as non-root on a read-only root file system. For the
 Dockerfile: the exposed ports, the CMD's metrics port and the entrypoint.
+For the files given with ``--metrics-in`` (the alert rules, the docs): every
+``armada_jobservice_*`` name is a sample the service exports.
 
-Usage: python scripts/check_deploy_settings.py [--dockerfile FILE] RENDERED.yaml...
+Usage: python scripts/check_deploy_settings.py [--dockerfile FILE] [--metrics-in FILE]...
+           RENDERED.yaml...
 Exit code 0 when everything holds, 1 with one line per problem otherwise.
 """
 
@@ -321,9 +324,39 @@ def check_dockerfile(path: Path, problems: Problems) -> None:
     )
 
 
+#: The sample names Prometheus sees for each kind of metric family.
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    # A histogram is also named by its family name in prose.
+    "histogram": ("", "_bucket", "_sum", "_count", "_created"),
+}
+METRIC_NAME = re.compile(r"\barmada_jobservice_[a-z_]+")
+
+
+def exported_samples() -> set[str]:
+    """Every sample name the service's registry exports (the app built, never started)."""
+    from armada_jobservice.server.app import JobServiceApp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = JobServiceApp(config.Settings(database=f"sqlite:///{tmp}/unused.db"))
+        families = list(app.metrics.registry.collect())
+    return {f.name + suffix for f in families for suffix in SUFFIXES[f.type]}
+
+
+def check_metric_names(paths: list[Path], problems: Problems) -> None:
+    exported = exported_samples()
+    for path in paths:
+        for name in sorted(set(METRIC_NAME.findall(path.read_text()))):
+            problems.check(
+                name in exported, path.name, f"{name} is not a metric the service exports"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dockerfile", type=Path)
+    parser.add_argument("--metrics-in", type=Path, action="append", default=[])
     parser.add_argument("rendered", nargs="+", type=Path)
     args = parser.parse_args(argv)
     problems = Problems()
@@ -331,11 +364,15 @@ def main(argv: list[str] | None = None) -> int:
         check_overlay(path, problems)
     if args.dockerfile is not None:
         check_dockerfile(args.dockerfile, problems)
+    check_metric_names(args.metrics_in, problems)
     for line in problems.lines:
         print(f"check_deploy_settings: {line}", file=sys.stderr)
     checked = [p.name for p in args.rendered] + ([args.dockerfile.name] if args.dockerfile else [])
+    checked += [p.name for p in args.metrics_in]
     if not problems.lines:
-        print(f"check_deploy_settings: {', '.join(checked)}: settings, ports, mounts agree")
+        print(
+            f"check_deploy_settings: {', '.join(checked)}: settings, ports, mounts, metrics agree"
+        )
     return 1 if problems.lines else 0
 
 
