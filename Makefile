@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install test check lint typecheck protos lock demo bench clean
+.PHONY: install test check lint typecheck deploy-check protos lock demo bench clean
 
 install:  ## create .venv and install the package with its dev tools, pinned by constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,10 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
-check: lint typecheck test  ## everything CI checks
+check: lint typecheck test  ## lint, types and tests (CI also runs deploy-check and the Airflow tests)
+
+deploy-check:  ## lint the Dockerfile, render and validate the Kubernetes overlays (tools pinned by constraints/deploy-tools.txt)
+	VENV=$(VENV) scripts/check-deploy
 
 protos:  ## regenerate src/armada_jobservice/_gen from proto/jobservice.proto
 	$(BIN)/python scripts/gen_protos.py

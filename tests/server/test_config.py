@@ -92,3 +92,19 @@ def test_readme_documents_every_setting() -> None:
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     for name in config.field_names():
         assert f"`{name}`" in table, name
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://js:s3cr%40t@db:5432/js?sslmode=require",
+            "postgresql://js:***@db:5432/js?sslmode=require",
+        ),
+        ("postgresql://js@db/js", "postgresql://js@db/js"),
+        ("postgresql://db/js", "postgresql://db/js"),
+        ("sqlite:///jobservice.db", "sqlite:///jobservice.db"),
+    ],
+)
+def test_a_database_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert config.redact_url(url) == shown

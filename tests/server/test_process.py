@@ -360,3 +360,19 @@ async def test_services_on_sqlite_in_memory_need_no_lock(fake: FakeArmada, spawn
     args = ("--armada-url", f"127.0.0.1:{fake.port}", "--database", "sqlite:///:memory:")
     for replica in [await spawn(*args), await spawn(*args)]:
         await assert_serving(replica.port)
+
+
+async def test_the_database_password_never_reaches_the_log(
+    spawn: Spawn, fake: FakeArmada, pg_url: str
+) -> None:
+    """The start-up line names the database without the password in its URL."""
+    secret = "hunter2-do-not-log"
+    url = pg_url.replace("postgres@", f"postgres:{secret}@", 1)
+    assert secret in url
+    proc = await spawn("--armada-url", f"127.0.0.1:{fake.port}", "--database", url)
+    proc.proc.send_signal(signal.SIGTERM)
+    assert await proc.wait() == 0
+    log = "".join(proc.log)
+    assert "listening on" in log
+    assert "postgres:***@" in log
+    assert secret not in log

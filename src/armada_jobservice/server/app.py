@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.server.auth import AcceptedTokens, BearerAuthInterceptor
 from armada_jobservice.server.changes import ChangeTracker
-from armada_jobservice.server.config import Settings, flush_interval_of
+from armada_jobservice.server.config import Settings, flush_interval_of, redact_url
 from armada_jobservice.server.errors import ConfigError, StoreError
 from armada_jobservice.server.fleet.db import FleetDB
 from armada_jobservice.server.fleet.replica import Fleet
@@ -240,7 +240,7 @@ class JobServiceApp:
             self.settings.grpc_host,
             self.grpc_port,
             self.settings.armada_url,
-            self.settings.database,
+            redact_url(self.settings.database),
         )
 
     def _server_credentials(self) -> grpc.ServerCredentials:

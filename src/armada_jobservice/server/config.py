@@ -139,6 +139,18 @@ class Settings:
         validate(self)
 
 
+def redact_url(url: str) -> str:
+    """*url* with the password of its user part (``user:password@``) replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    if not at or ":" not in user:
+        return url
+    return f"{scheme}://{user.split(':', 1)[0]}:***@{host}{slash}{path}"
+
+
 def flush_interval_of(settings: Settings) -> float:
     """``flush_interval_s``, or its default for the database when unset."""
     if settings.flush_interval_s is not None:
