@@ -353,3 +353,51 @@ async def test_polls_through_a_follower_keep_the_owners_stream_open(
     # Once nobody polls, the owner lets it go (and so does the follower).
     await eventually(lambda: open_streams(armada, "set-1") == [], timeout=15)
     assert overlaps(armada.streams) == []
+
+
+def _restart_postgres() -> None:
+    """Restart the machine's PostgreSQL server for real (as CI starts it)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    clusters = (
+        sorted(Path("/etc/postgresql").glob("*/main")) if Path("/etc/postgresql").is_dir() else []
+    )
+    if shutil.which("pg_ctlcluster") is None or not clusters:
+        pytest.skip("no local PostgreSQL cluster to restart (pg_ctlcluster)")
+    version = clusters[0].parent.name
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+async def test_a_real_postgresql_restart_under_a_fleet(
+    armada: FakeArmada, replicas: Replicas, connect: Connect, pg_url: str
+) -> None:
+    """PostgreSQL restarted under two replicas: answers continue, nothing is lost, one stream."""
+    fleet = [await replicas(f"r{n}") for n in range(2)]
+    clients = [connect(r.port) for r in fleet]
+    armada.publish(Q, "set-1", "submitted", "job-1")
+    for c in clients:
+        await c.get_job_status(Q, "set-1", "job-1")
+    for c in clients:
+        await eventually(
+            lambda c=c: c.get_job_status(Q, "set-1", "job-1"),
+            lambda r: r.state == JobState.SUBMITTED,
+        )
+    await asyncio.to_thread(_restart_postgres)
+    armada.publish(Q, "set-1", "running", "job-1")
+    armada.publish(Q, "set-1", "succeeded", "job-1")
+    for c in clients:
+        await eventually(
+            lambda c=c: c.get_job_status(Q, "set-1", "job-1"),
+            lambda r: r.state == JobState.SUCCEEDED,
+            timeout=30,
+        )
+    await eventually(lambda: stored_position(pg_url, "set-1") == armada.logs[(Q, "set-1")][-1].id)
+    await eventually(lambda: len(open_streams(armada, "set-1")) == 1)
+    assert overlaps(armada.streams) == []

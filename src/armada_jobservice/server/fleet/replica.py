@@ -185,6 +185,8 @@ class Fleet:
             await self.streams.load(js)
             while True:
                 claimed = await self._acquire(key)
+                # Taken now: the lease may be lost while the stored jobs are read.
+                lost = self._lost[key]
                 try:
                     stored = await self.store.load_job_sets([key])
                 except StoreError as exc:
@@ -202,7 +204,7 @@ class Fleet:
                     claimed.epoch,
                     claimed.last_message_id or "the start",
                 )
-                await self._stream_while_owned(js, self._lost[key])
+                await self._stream_while_owned(js, lost)
                 self._since[key] = self._horizon
         finally:
             self._since.pop(key, None)
