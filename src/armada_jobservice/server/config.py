@@ -395,10 +395,10 @@ def from_yaml(path: str | Path, notes: list[str] | None = None) -> dict[str, Any
         return {}
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path} must hold a mapping of settings")
-    from armada_jobservice.server import goconfig
+    from armada_jobservice.server.goconfig import is_go_config, translate
 
-    if goconfig.is_go_config(data):
-        data, warning = goconfig.translate(data, str(path))
+    if is_go_config(data):
+        data, warning = translate(data, str(path))
         if warning is not None:
             if notes is None:
                 log.warning("%s", warning)
