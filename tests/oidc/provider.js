@@ -3,13 +3,13 @@
 //
 // Usage: node provider.js SETTINGS.json
 // SETTINGS: {
-//   "clients": [{"client_id", "client_secret"?, "grant_types": [...]}],
+//   "clients": [{"client_id", "client_secret"?, "grant_types": [...], "ttl_s"?}],
 //   "users": {"name": "password"},          // the password grant's accounts
 //   "kubernetes_assertion_file": "PATH",    // the service-account token the
 //                                           // kubernetes grant accepts (read
 //                                           // at each request: tests rotate it)
-//   "access_token_ttl_s": 60
 // }
+// A client's tokens live its ttl_s seconds (default 600).
 // It listens on 127.0.0.1 on a free port, then prints one JSON line
 // {"issuer": "http://127.0.0.1:PORT"} on stdout. Tokens are opaque; the tests
 // check them at the introspection endpoint. The token endpoint is
@@ -25,7 +25,7 @@ import querystring from 'node:querystring';
 import Provider, { errors } from 'oidc-provider';
 
 const settings = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-const ttl = settings.access_token_ttl_s ?? 60;
+const ttlOf = Object.fromEntries(settings.clients.map((c) => [c.client_id, c.ttl_s ?? 600]));
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -49,7 +49,7 @@ const provider = new Provider(issuer, {
     introspection: { enabled: true },
     devInteractions: { enabled: false },
   },
-  ttl: { ClientCredentials: ttl },
+  ttl: { ClientCredentials: (ctx, token, client) => ttlOf[client.clientId] },
   // The custom grants leave who they authenticated on the request; the
   // introspection answer then carries it.
   extraTokenClaims: (ctx) => (ctx?.armadaSubject ? { armada_subject: ctx.armadaSubject } : undefined),

@@ -176,7 +176,7 @@ class Settings:
         default=(), metadata=_help("Arguments of armada_exec_cmd: a YAML list or JSON.")
     )
     armada_exec_env: Mapping[str, str] = field(
-        default=types.MappingProxyType({}),
+        default_factory=lambda: types.MappingProxyType({}),
         metadata=_help(
             "Variables added to armada_exec_cmd's environment: a YAML mapping or JSON object."
         ),
@@ -296,7 +296,10 @@ def field_type(name: str) -> type:
 
 def default_of(name: str) -> Any:
     """The default value of one setting."""
-    return next(f for f in dataclasses.fields(Settings) if f.name == name).default
+    f = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _coerce_list(name: str, value: Any) -> tuple[str, ...]:
