@@ -78,7 +78,10 @@ class OidcProvider:
                     "grant_types": c.grant_types,
                     "ttl_s": c.ttl_s,
                 }
-                for c in [*self.clients, Client(INTROSPECTOR[0], ["client_credentials"], INTROSPECTOR[1])]
+                for c in [
+                    *self.clients,
+                    Client(INTROSPECTOR[0], ["client_credentials"], INTROSPECTOR[1]),
+                ]
             ],
             "users": self.users,
             "kubernetes_assertion_file": str(self.assertion_file or "/nonexistent"),

@@ -98,9 +98,7 @@ async def test_token_lifetime_comes_from_the_jwt_or_the_ttl(
     printed: str, longer_than: float, shorter_than: float
 ) -> None:
     """The lifetime of an exec token: the JWT's exp when there is one, else the TTL."""
-    source = ExecSource(
-        sys.executable, ("-c", f"print({printed!r})"), {}, token_ttl_s=100.0
-    )
+    source = ExecSource(sys.executable, ("-c", f"print({printed!r})"), {}, token_ttl_s=100.0)
     token = await source.fetch()
     assert token.value == printed
     assert token.lifetime_s is not None
@@ -129,5 +127,5 @@ async def test_a_failing_command_stops_start_up_without_its_output(
 async def test_a_missing_command_is_named(serve: Serve, tmp_path: Path) -> None:
     """A command that cannot be run is named with the reason."""
     missing = str(tmp_path / "no-such-command")
-    with pytest.raises(ConfigError, match="cannot run .*no-such-command.*No such file"):
+    with pytest.raises(ConfigError, match=r"cannot run .*no-such-command.*No such file"):
         await serve(armada_exec_cmd=missing)

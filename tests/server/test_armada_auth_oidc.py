@@ -192,4 +192,5 @@ async def test_wrong_secret_stops_start_up_naming_the_method(
     text = str(info.value)
     assert "oidc-client-credentials" in text
     assert "invalid_client" in text
-    assert "wrong-secret-e81d" not in text and "wrong-secret-e81d" not in repr(info.value)
+    assert "wrong-secret-e81d" not in text
+    assert "wrong-secret-e81d" not in repr(info.value)

@@ -33,9 +33,7 @@ SCENARIOS: dict[str, list[tuple[float, str, float | None, float]]] = {
         (0, "token", 4, 2.0),
         (2, "token", 4, 2.0),
     ],
-    "a token of unknown lifetime is renewed after unknown_lifetime_s": [
-        (0, "token", None, 300.0)
-    ],
+    "a token of unknown lifetime is renewed after unknown_lifetime_s": [(0, "token", None, 300.0)],
     "failures back off exponentially up to the cap": [
         (0, "token", 100, 80.0),
         (80, "fail", None, 1.0),

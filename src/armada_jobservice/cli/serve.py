@@ -30,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"{config.ENV_PREFIX}<SETTING> (e.g. {config.ENV_PREFIX}GRPC_PORT) and these flags."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", help="YAML file of settings, or the Go job service's config.yaml (docs/go-config.md)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file of settings, or the Go job service's config.yaml (docs/go-config.md)",
+    )
     parser.add_argument(
         "--ready-file",
         metavar="FILE",
@@ -63,9 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
-def settings_from_args(
-    args: argparse.Namespace, notes: list[str] | None = None
-) -> config.Settings:
+def settings_from_args(args: argparse.Namespace, notes: list[str] | None = None) -> config.Settings:
     """Merge defaults, --config, the environment and flags into Settings.
 
     Warnings about the config file (a Go job service file's keys that cannot
