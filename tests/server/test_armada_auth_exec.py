@@ -10,11 +10,13 @@ import base64
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from armada_jobservice.server.armada_auth.exec import ExecSource
+from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import ConfigError
 
 from ..fake_armada import FakeArmada
@@ -129,3 +131,32 @@ async def test_a_missing_command_is_named(serve: Serve, tmp_path: Path) -> None:
     missing = str(tmp_path / "no-such-command")
     with pytest.raises(ConfigError, match=r"cannot run .*no-such-command.*No such file"):
         await serve(armada_exec_cmd=missing)
+
+
+async def test_over_tls_a_refused_token_is_renewed_too(
+    make_settings: Callable[..., Settings],
+    serve: Serve,
+    connect: Connect,
+    certificate: tuple[bytes, bytes, Path],
+    tmp_path: Path,
+) -> None:
+    """With TLS the token travels as call credentials, and a refusal still renews it."""
+    key, cert, ca_file = certificate
+    armada = FakeArmada(tls=(key, cert))
+    await armada.start()
+    try:
+        counter = tmp_path / "runs"
+        armada.faults.refuse_authorization = {"bearer tls-token-1"}
+        settings = make_settings(
+            armada_url=f"127.0.0.1:{armada.port}",
+            armada_ca_file=str(ca_file),
+            armada_exec_cmd=sys.executable,
+            armada_exec_args=("-c", COUNTING, str(counter)),
+            armada_exec_env={"TOKEN_PREFIX": "tls-token-"},
+        )
+        await connect(await serve(settings)).get_job_status(Q, JS, "j")
+        await eventually(lambda: armada.open_streams == 1)
+        assert armada.metadata[0]["authorization"] == "bearer tls-token-1"
+        assert armada.metadata[-1]["authorization"] == "bearer tls-token-2"
+    finally:
+        await armada.stop()

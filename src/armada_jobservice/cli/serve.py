@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import logging.handlers
 import os
 import queue
 import signal
 import sys
+from collections.abc import Mapping
 
 from armada_jobservice._ready import Ready, remove_ready_file, write_ready_file
 from armada_jobservice.cli.exit_codes import ExitCode
@@ -45,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         kind = config.field_type(name)
         flag = "--" + name.replace("_", "-")
         help_text = config.field_help(name)
+        default = config.default_of(name)
+        if isinstance(default, Mapping | tuple):  # shown as the JSON the flag takes
+            default = json.dumps(dict(default) if isinstance(default, Mapping) else list(default))
         if config.is_secret(name):
             help_text += " Prefer the environment or the config file over a flag for secrets."
         if kind is bool:
@@ -53,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 dest=name,
                 default=None,
                 action=argparse.BooleanOptionalAction,
-                help=help_text + f" (default: {config.default_of(name)})",
+                help=help_text + f" (default: {default})",
             )
         else:
             parser.add_argument(
@@ -62,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 default=None,
                 metavar=name.upper(),
                 type=str,
-                help=help_text + f" (default: {config.default_of(name)})",
+                help=help_text + f" (default: {default})",
             )
     parser.set_defaults(handler=run)
 

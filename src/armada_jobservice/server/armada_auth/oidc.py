@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -58,7 +59,6 @@ class OidcFlow:
         client_secret: Secret | None,
         *,
         token_endpoint: str | None = None,
-        ca_file: str | None = None,
     ) -> None:
         """A flow named *method*; *token_endpoint* None means: discover it."""
         self.method = method
@@ -67,10 +67,10 @@ class OidcFlow:
         self.scopes = scopes
         self.client_secret = client_secret
         self._token_endpoint = token_endpoint
-        # The system CAs, or the provider's CA when it is not a public one.
-        self._http = httpx.AsyncClient(
-            timeout=HTTP_TIMEOUT_S, verify=ca_file if ca_file is not None else True
-        )
+        # The system's CAs (as Armada's Go client uses), not httpx's bundled
+        # ones: a provider signed by a company CA installed on the host works,
+        # and SSL_CERT_FILE / SSL_CERT_DIR point OpenSSL elsewhere.
+        self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, verify=ssl.create_default_context())
 
     async def aclose(self) -> None:
         """Close the HTTP connections; idempotent."""
