@@ -8,7 +8,6 @@ reads argv and the environment; everything else receives a ``Settings``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import types
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from armada_jobservice._wire import DEFAULT_PORT
+from armada_jobservice.server.config_values import coerce_as
 from armada_jobservice.server.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -302,66 +302,13 @@ def default_of(name: str) -> Any:
     return f.default
 
 
-def _coerce_list(name: str, value: Any) -> tuple[str, ...]:
-    # A string (environment, flag) is JSON when it looks like a list, else comma-separated.
-    if isinstance(value, str):
-        text = value.strip()
-        value = json.loads(text) if text.startswith("[") else [v for v in text.split(",")]
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
-    ):
-        raise ConfigError(name, "expected a list of strings")
-    return tuple(str(v).strip() for v in value if str(v).strip())
-
-
-def _coerce_mapping(name: str, value: Any) -> Mapping[str, str]:
-    if isinstance(value, str):
-        value = json.loads(value) if value.strip() else {}
-    if not isinstance(value, Mapping) or not all(
-        isinstance(v, str | int | float) and not isinstance(v, bool) for v in value.values()
-    ):
-        raise ConfigError(name, "expected a mapping of names to strings")
-    return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
-
-
 def coerce(name: str, value: Any) -> Any:
     """Turn a raw value (YAML, an environment string, a flag) into the setting's type.
 
     Lists and mappings come as YAML lists and mappings, or as JSON text in the
     environment and flags (a list also as comma-separated text).
     """
-    kind = field_type(name)
-    if value is None:
-        return None
-    origin = typing.get_origin(kind)
-    try:
-        if origin is tuple:
-            return _coerce_list(name, value)
-        if origin is Mapping:
-            return _coerce_mapping(name, value)
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if not isinstance(value, str | int | float):
-            raise ValueError(value)
-        return str(value)
-    except (TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-        shown = "a secret" if is_secret(name) else repr(value)
-        raise ConfigError(name, f"expected {kind.__name__}, got {shown}") from exc
+    return coerce_as(field_type(name), name, value, secret=is_secret(name))
 
 
 def _normalise_key(key: str) -> str:
