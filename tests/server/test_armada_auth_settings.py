@@ -138,7 +138,7 @@ def test_go_config_with_postgres() -> None:
     )
     assert (s.armada_url, s.armada_tls) == ("server:50051", False)
     assert len(notes) == 1
-    for key in ("httpPort", "grpc", "postgresConfig.poolmaxconns", "postgresConfig.poolminconns"):
+    for key in ("httpPort", "grpc", "postgresConfig.poolMaxConns", "postgresConfig.poolMinConns"):
         assert key in notes[0]
     assert "p@ss word" not in notes[0]
 
@@ -168,7 +168,7 @@ def test_go_config_with_exec_and_an_unknown_key() -> None:
     )
     assert dict(s.armada_exec_env) == {"TOKEN_PROFILE": "production"}
     assert notes == [
-        f"{GO / 'exec.yaml'} (Go job service configuration): ignoring unknown keys colour"
+        f"{GO / 'exec.yaml'} (Go job service configuration): ignoring unknown keys: colour"
     ]
 
 

@@ -70,12 +70,27 @@ def is_go_config(data: Mapping[Any, Any]) -> bool:
     return any(str(k).lower() in GO_KEYS for k in data)
 
 
-def _lower(block: Any, path: str) -> dict[str, Any]:
-    if block is None:
-        return {}
-    if not isinstance(block, Mapping):
-        raise ConfigError(path, "must be a mapping in the Go job service's configuration")
-    return {str(k).lower(): v for k, v in block.items()}
+class _Block(dict[str, Any]):
+    """A block of the file keyed by lower-case names, remembering how the file spelled them."""
+
+    def __init__(self, block: Any, path: str) -> None:
+        super().__init__()
+        self.spelled: dict[str, str] = {}
+        if block is None:
+            return
+        if not isinstance(block, Mapping):
+            raise ConfigError(path, "must be a mapping in the Go job service's configuration")
+        for key, value in block.items():
+            self[str(key).lower()] = value
+            self.spelled[str(key).lower()] = str(key)
+
+    def name(self, key: str) -> str:
+        """*key* as the file spells it."""
+        return self.spelled.get(key, key)
+
+
+def _lower(block: Any, path: str) -> _Block:
+    return _Block(block, path)
 
 
 def _set(value: Any) -> bool:
@@ -128,7 +143,7 @@ class _Translation:
         pg = _lower(data.get("postgresconfig"), "postgresConfig")
         for key, value in pg.items():
             if key != "connection":
-                self.skip(f"postgresConfig.{key}", value)
+                self.skip(f"postgresConfig.{pg.name(key)}", value)
         if kind == "sqlite":
             if _set(data.get("databasepath")):
                 self.out["database"] = "sqlite:///" + str(data["databasepath"])
@@ -137,9 +152,9 @@ class _Translation:
         else:
             raise ConfigError("databaseType", f"must be sqlite or postgres, got {kind!r}")
 
-    def api(self, api: dict[str, Any], name: str) -> None:
+    def api(self, api: _Block, name: str) -> None:
         for key, value in api.items():
-            path = f"{name}.{key}"
+            path = f"{name}.{api.name(key)}"
             if key == "armadaurl":
                 if _set(value):
                     self.out["armada_url"] = str(value)
@@ -155,11 +170,11 @@ class _Translation:
             elif key == "execauth":
                 self.exec(_lower(value, path), path)
             else:
-                self.skip(f"{name}.{key}", value)
+                self.skip(path, value)
         # Go dials with TLS unless forceNoTls is true.
         self.out["armada_tls"] = not bool(api.get("forcenotls", False))
 
-    def oidc(self, flow: str, block: dict[str, Any], path: str) -> None:
+    def oidc(self, flow: str, block: _Block, path: str) -> None:
         if not any(_set(v) for v in block.values()):
             return
         fields = {
@@ -177,9 +192,9 @@ class _Translation:
             if key in fields and _set(value):
                 self.out[fields[key]] = value
             elif key not in fields:
-                self.skip(f"{path}.{key}", value)
+                self.skip(f"{path}.{block.name(key)}", value)
 
-    def exec(self, block: dict[str, Any], path: str) -> None:
+    def exec(self, block: _Block, path: str) -> None:
         if _set(block.get("cmd")):
             self.out["armada_exec_cmd"] = block["cmd"]
         if _set(block.get("args")):
@@ -195,7 +210,7 @@ class _Translation:
             self.out["armada_exec_env"] = pairs
         for key, value in block.items():
             if key not in ("cmd", "args", "env"):
-                self.skip(f"{path}.{key}", value)
+                self.skip(f"{path}.{block.name(key)}", value)
 
 
 def postgres_url(conn: Mapping[str, Any]) -> str:
@@ -221,10 +236,10 @@ def translate(data: Mapping[Any, Any], source: str) -> tuple[dict[str, Any], str
     t.top(data)
     parts = []
     if t.ignored:
-        parts.append("cannot honour " + "; ".join(t.ignored))
+        parts.append("keys this service cannot honour: " + ", ".join(t.ignored))
     if t.unknown:
-        parts.append("unknown keys " + ", ".join(t.unknown))
+        parts.append("unknown keys: " + ", ".join(t.unknown))
     warning = None
     if parts:
-        warning = f"{source} (Go job service configuration): ignoring " + " | ".join(parts)
+        warning = f"{source} (Go job service configuration): ignoring " + "; ".join(parts)
     return t.out, warning
