@@ -21,6 +21,16 @@ from armada_jobservice.server.errors import ConfigError
 log = logging.getLogger("armada_jobservice")
 
 
+def default_text(name: str) -> str:
+    """How ``--help`` shows a setting's default: lists and mappings as the JSON a flag takes."""
+    default = config.default_of(name)
+    if isinstance(default, Mapping):
+        return json.dumps(dict(default))
+    if isinstance(default, tuple):
+        return json.dumps(list(default))
+    return str(default)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``serve`` sub-command."""
     parser = subparsers.add_parser(
@@ -47,9 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         kind = config.field_type(name)
         flag = "--" + name.replace("_", "-")
         help_text = config.field_help(name)
-        default = config.default_of(name)
-        if isinstance(default, Mapping | tuple):  # shown as the JSON the flag takes
-            default = json.dumps(dict(default) if isinstance(default, Mapping) else list(default))
+        default = default_text(name)
         if config.is_secret(name):
             help_text += " Prefer the environment or the config file over a flag for secrets."
         if kind is bool:
