@@ -271,7 +271,9 @@ def validate(settings: Settings) -> None:
 
 def is_secret(name: str) -> bool:
     """Whether a setting holds a secret, which no message may show."""
-    return name in ("armada_token", "armada_exec_env") or name.endswith(("_password", "_secret"))
+    # The exec command's arguments and environment may carry keys of its own.
+    secret_names = ("armada_token", "armada_exec_args", "armada_exec_env")
+    return name in secret_names or name.endswith(("_password", "_secret"))
 
 
 def field_names() -> list[str]:
