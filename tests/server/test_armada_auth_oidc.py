@@ -194,3 +194,37 @@ async def test_wrong_secret_stops_start_up_naming_the_method(
     assert "invalid_client" in text
     assert "wrong-secret-e81d" not in text
     assert "wrong-secret-e81d" not in repr(info.value)
+
+
+async def test_a_rotated_secret_file_is_read_at_the_next_fetch(
+    provider: OidcProvider,
+    armada: FakeArmada,
+    serve: Serve,
+    connect: Connect,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The secret file is re-read when it changes: a wrong secret is refused, the right one used."""
+    secret = tmp_path / "client-secret"
+    secret.write_text(CC_SECRET)
+    app = await serve(
+        armada_oidc_flow="client_credentials",
+        armada_oidc_provider_url=provider.issuer,
+        armada_oidc_client_id="cc",
+        armada_oidc_client_secret_file=str(secret),
+    )
+    first = await token_at_armada(app, armada, connect)
+    caplog.set_level(logging.ERROR, "armada_jobservice.server.armada_auth")
+    secret.write_text("rotated-but-wrong-secret")
+    # Armada refuses the token on the next stream: the service fetches with the file's secret.
+    armada.faults.refuse_authorization = {"bearer " + first}
+    armada.faults.break_after = 0
+    armada.publish(Q, JS, "submitted", "j")
+    await eventually(lambda: [r for r in caplog.records if "invalid_client" in r.getMessage()])
+    secret.write_text(CC_SECRET)
+    armada.faults.break_after = None
+    await eventually(lambda: armada.open_streams == 1)
+    latest = armada.metadata[-1]["authorization"][len("bearer ") :]
+    assert latest != first
+    assert (await provider.introspect(latest))["active"] is True
+    assert "rotated-but-wrong-secret" not in caplog.text
