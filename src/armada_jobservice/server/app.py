@@ -169,6 +169,8 @@ class JobServiceApp:
             raise
 
     async def _start_serving(self) -> None:
+        # The first Armada token before listening: a refusal stops start-up.
+        await self.upstream.start()
         interceptors = []
         if self.settings.client_tokens_file is not None:
             interceptors.append(
