@@ -10,7 +10,7 @@ sets must never deadlock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -24,12 +24,12 @@ HANG_S = 20.0
 
 
 @pytest.fixture
-def schema(pg_url: str) -> Iterator[str]:
+def schema(pg_url: str) -> str:
     """A fresh schema with the store's tables (migrations applied)."""
     store = open_store(pg_url)
     store.open()
     store.close()
-    yield pg_url
+    return pg_url
 
 
 @pytest.fixture
