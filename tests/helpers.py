@@ -125,3 +125,8 @@ def schema_version(url: str) -> int:
     if url.startswith("sqlite:///"):
         return int(query(url, "PRAGMA user_version")[0][0])
     return int(query(url, "SELECT max(version) FROM jobservice_schema")[0][0])
+
+
+def unsubscribe_all(app: JobServiceApp) -> int:
+    """End every subscription at once, as if none had been polled for the expiry time."""
+    return app.subscriptions.expire_idle(float("inf"))
