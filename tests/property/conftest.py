@@ -32,11 +32,6 @@ settings.register_profile("long", max_examples=2_000, print_blob=True, **_COMMON
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def examples(share: float) -> int:
-    """A share of the profile's examples, for properties whose examples cost more."""
-    return max(5, int(settings.default.max_examples * share))
-
-
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """A fake Armada and the job service reading it, shared by the tests of one module."""

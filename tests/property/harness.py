@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hypothesis import settings
+
 from armada_jobservice import JobServiceClient
 from armada_jobservice.server.app import JobServiceApp
 from armada_jobservice.server.config import Settings
@@ -40,6 +42,11 @@ def service_settings(armada_port: int, directory: Path, **overrides: Any) -> Set
         reconnect_max_backoff_s=0.2,
     )
     return dataclasses.replace(base, **overrides)
+
+
+def examples(share: float) -> int:
+    """A share of the profile's examples, for properties whose examples cost more."""
+    return max(5, int(settings.default.max_examples * share))
 
 
 class Running:
