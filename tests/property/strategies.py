@@ -86,6 +86,7 @@ def raw_request(queue: bytes, job_set_id: bytes, job_id: bytes) -> bytes:
 _ONEOF = event_pb2.EventMessage.DESCRIPTOR.oneofs_by_name["events"]
 #: Every event kind of the proto, terminal or not, stateful or ignored.
 KINDS = [f.name for f in _ONEOF.fields]
+_NUMBER_OF_KIND = {f.name: f.number for f in _ONEOF.fields}
 _KNOWN_NUMBERS = {f.number for f in event_pb2.EventMessage.DESCRIPTOR.fields}
 #: Field numbers of ``EventMessage`` no proto version we have defines: newer event kinds.
 UNKNOWN_KINDS = sorted({*range(1, 30), 1000, 2**29 - 1} - _KNOWN_NUMBERS)
@@ -109,8 +110,19 @@ class Raw:
     what: str
 
 
+class Known:
+    """An ``EventMessage`` of our proto, with a repr short enough to read when a property fails."""
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+    def __repr__(self) -> str:
+        text = " ".join(str(self.message).split())
+        return f"Known({text[:200]}{'...' if len(text) > 200 else ''})"
+
+
 @st.composite
-def known_event(draw: st.DrawFn) -> Any:
+def known_event(draw: st.DrawFn) -> Known:
     """An ``EventMessage`` of any kind the proto defines, fields present or missing."""
     kind = draw(st.sampled_from(KINDS))
     message = event_pb2.EventMessage()
@@ -134,7 +146,7 @@ def known_event(draw: st.DrawFn) -> Any:
         event.requestor = draw(st.text(max_size=10))
     if kind == "preempted" and draw(st.booleans()):
         event.preempting_job_id = draw(st.text(max_size=10))
-    return message
+    return Known(message)
 
 
 @st.composite
@@ -145,7 +157,7 @@ def raw_event(draw: st.DrawFn) -> Raw:
     if choice == "unknown kind":
         return Raw(field(draw(st.sampled_from(UNKNOWN_KINDS)), job), choice)
     if choice == "unknown field":
-        kind = _ONEOF.fields_by_name[draw(st.sampled_from(KINDS))].number
+        kind = _NUMBER_OF_KIND[draw(st.sampled_from(KINDS))]
         extra = field(draw(st.integers(40, 99)), draw(st.binary(max_size=8)))
         return Raw(field(kind, job + extra) + extra, choice)
     return Raw(b"", choice)
@@ -160,7 +172,7 @@ def serialize(message_id: str, message: Any) -> bytes:
     head = event_pb2.EventStreamMessage(id=message_id).SerializeToString()
     if message is None:
         return head
-    body = message.data if isinstance(message, Raw) else message.SerializeToString()
+    body = message.data if isinstance(message, Raw) else message.message.SerializeToString()
     return head + field(2, body)
 
 
@@ -170,4 +182,4 @@ def parse(message: Any) -> Any:
         return event_pb2.EventMessage()
     if isinstance(message, Raw):
         return event_pb2.EventMessage.FromString(message.data)
-    return message
+    return message.message
