@@ -1,9 +1,10 @@
 """A TCP proxy that cuts connections after a given number of bytes from the server.
 
-It sits between the job service and the fake Armada. Each new connection
-takes the next budget from ``cuts``: once that many bytes went from Armada to
-the service, both sides are closed, wherever in a gRPC message that falls.
-Connections without a budget left pass everything.
+It sits between the job service and the fake Armada. While ``cuts`` holds
+budgets, the bytes going from Armada to the service are counted against the
+first: when it runs out, the connection carrying that byte is reset, wherever
+in an HTTP/2 frame or a gRPC message it falls, and the next budget counts on.
+With no budget left, everything passes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class CutProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.port = 0
-        #: Budgets (bytes from Armada) of the next connections, in order.
+        #: Bytes from Armada to let through before each of the next cuts, in order.
         self.cuts: deque[int] = deque()
         #: Connections cut so far.
         self.cut_count = 0
@@ -41,43 +42,44 @@ class CutProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        budget = self.cuts.popleft() if self.cuts else None
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
             client_w.close()
             return
-        up = asyncio.create_task(_pipe(client_r, server_w, None))
-        down = asyncio.create_task(_pipe(server_r, client_w, budget))
+        up = asyncio.create_task(_pipe(client_r, server_w))
+        down = asyncio.create_task(self._down(server_r, client_w))
         self._tasks.update((up, down))
         try:
             await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
-            if budget is not None and down.done() and not down.cancelled() and down.result():
-                self.cut_count += 1
         finally:
             for task in (up, down):
                 task.cancel()
             await asyncio.gather(up, down, return_exceptions=True)
             self._tasks.difference_update((up, down))
             for writer in (client_w, server_w):
-                # A reset rather than a polite close: the peer sees the
-                # connection die, as when a load balancer drops it.
+                # At once, whatever is still buffered: the peer sees the
+                # connection end mid-stream, as when a load balancer drops it.
                 transport = writer.transport
                 with contextlib.suppress(Exception):
                     transport.abort()
 
+    async def _down(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Copy Armada's bytes until EOF or until the current budget runs out (a cut)."""
+        while chunk := await reader.read(65536):
+            if self.cuts and len(chunk) >= self.cuts[0]:
+                writer.write(chunk[: self.cuts.popleft()])
+                await writer.drain()
+                self.cut_count += 1
+                return
+            if self.cuts:
+                self.cuts[0] -= len(chunk)
+            writer.write(chunk)
+            await writer.drain()
 
-async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, budget: int | None
-) -> bool:
-    """Copy until EOF, or until *budget* bytes are copied; return whether the budget ran out."""
-    left = budget
-    while left is None or left > 0:
-        chunk = await reader.read(65536 if left is None else min(65536, left))
-        if not chunk:
-            return False
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until EOF."""
+    while chunk := await reader.read(65536):
         writer.write(chunk)
         await writer.drain()
-        if left is not None:
-            left -= len(chunk)
-    return True
