@@ -25,10 +25,10 @@ _COMMON: dict[str, Any] = {
     "suppress_health_check": [HealthCheck.too_slow],
 }
 settings.register_profile(
-    "ci", max_examples=40, derandomize=True, database=None, print_blob=True, **_COMMON
+    "ci", max_examples=100, derandomize=True, database=None, print_blob=True, **_COMMON
 )
-settings.register_profile("dev", max_examples=200, print_blob=True, **_COMMON)
-settings.register_profile("long", max_examples=2_000, print_blob=True, **_COMMON)
+settings.register_profile("dev", max_examples=500, print_blob=True, **_COMMON)
+settings.register_profile("long", max_examples=5_000, print_blob=True, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -73,7 +73,7 @@ def test_answers_follow_the_rules_whatever_armada_sends(running: Running) -> Non
     assert client is not None
     assert running.app is not None
 
-    @settings(max_examples=examples(5))
+    @settings(max_examples=examples(3))
     @given(stream=streams())
     def check(stream: tuple[list[tuple[str, Any]], int]) -> None:
         log, before = stream
