@@ -4,12 +4,16 @@ A poll of a subscribed job set is a dictionary lookup with no ``await`` and no
 database access. Bad input is INVALID_ARGUMENT naming the field; every other
 problem is a CONNECTION_ERR answer with its reason, never a gRPC error, since
 existing clients keep polling on CONNECTION_ERR and give up on errors.
+
+``GetJobStatuses`` (``server/batch.py``) and ``WatchJobs`` (``server/watch.py``)
+go through the same ``open`` and ``answer`` as ``GetJobStatus``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -18,6 +22,7 @@ from google.protobuf.message import DecodeError
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import WireState
+from armada_jobservice.server.cache import JobSet
 from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.metrics import Metrics
@@ -33,19 +38,44 @@ _CONNECTION_ERR = int(WireState.CONNECTION_ERR)
 _PLAIN = tuple(_Response(state=int(s)) for s in WireState)  # type: ignore[arg-type]
 
 
+def _invalid_id(name: str, value: str) -> str | None:
+    if not value:
+        return f"{name} must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"{name} is longer than {MAX_ID_LENGTH} characters ({len(value)})"
+    if "\0" in value:
+        # No Armada name holds one, and PostgreSQL cannot store one.
+        return f"{name} must not contain NUL characters"
+    return None
+
+
+def invalid_job_id(job_id: str, name: str = "job_id") -> str | None:
+    """Why *job_id* cannot be asked about, naming it as *name*, or None when it is fine."""
+    problem = _invalid_id(name, job_id)
+    if problem is None and len(job_id) > MAX_JOB_ID_BYTES // 4:
+        size = len(job_id.encode())
+        if size > MAX_JOB_ID_BYTES:
+            return f"{name} is longer than {MAX_JOB_ID_BYTES} bytes in UTF-8 ({size})"
+    return problem
+
+
 def invalid_field(queue: str, job_set_id: str, job_id: str) -> str | None:
     """Why a request cannot be answered, naming the field, or None when it is fine."""
     for name, value in (("queue", queue), ("job_set_id", job_set_id), ("job_id", job_id)):
-        if not value:
-            return f"{name} must not be empty"
-        if len(value) > MAX_ID_LENGTH:
-            return f"{name} is longer than {MAX_ID_LENGTH} characters ({len(value)})"
-        if "\0" in value:
-            # No Armada name holds one, and PostgreSQL cannot store one.
-            return f"{name} must not contain NUL characters"
-    size = len(job_id.encode())
-    if size > MAX_JOB_ID_BYTES:
-        return f"job_id is longer than {MAX_JOB_ID_BYTES} bytes in UTF-8 ({size})"
+        problem = _invalid_id(name, value)
+        if problem is not None:
+            return problem
+    problem = invalid_job_id(job_id)
+    if problem is not None:
+        return problem
+    return invalid_job_set(queue, job_set_id)
+
+
+def invalid_job_set(queue: str, job_set_id: str) -> str | None:
+    """Why a (queue, job set) cannot be asked about, naming the field, or None when it is fine."""
+    problem = _invalid_id("queue", queue) or _invalid_id("job_set_id", job_set_id)
+    if problem is not None:
+        return problem
     size = len(queue.encode()) + len(job_set_id.encode())
     if size > MAX_JOB_SET_KEY_BYTES:
         return (
@@ -55,16 +85,48 @@ def invalid_field(queue: str, job_set_id: str, job_id: str) -> str | None:
     return None
 
 
-def parse_request(data: bytes) -> Any:
-    """The request in *data*, or None when the bytes are no ``JobServiceRequest`` (bad UTF-8)."""
-    try:
-        return _Request.FromString(data)
-    except DecodeError:
-        return None
+def check_ids(queue: str, job_set_id: str, job_id: str) -> str | None:
+    """``invalid_field``, after a test cheap enough for every poll that passes ordinary ids."""
+    if (
+        not (queue and job_set_id and job_id)
+        or len(queue) > MAX_ID_LENGTH
+        or len(job_set_id) > MAX_ID_LENGTH
+        or len(job_id) > MAX_ID_LENGTH
+        or "\0" in queue
+        or "\0" in job_set_id
+        or "\0" in job_id
+        # Only ids this long can be too long in bytes (4 bytes per character at most).
+        or len(job_id) > MAX_JOB_ID_BYTES // 4
+        or len(queue) + len(job_set_id) > MAX_JOB_SET_KEY_BYTES // 4
+    ):
+        return invalid_field(queue, job_set_id, job_id)
+    return None
+
+
+def parser(message: Any) -> Callable[[bytes], Any]:
+    """A deserializer of *message* that gives None for bytes it cannot parse (bad UTF-8)."""
+    from_string = message.FromString
+
+    def parse(data: bytes) -> Any:
+        try:
+            return from_string(data)
+        except DecodeError:
+            return None
+
+    return parse
+
+
+parse_request = parser(_Request)
 
 
 def add_to_server(servicer: JobServiceServicer, server: grpc.aio.Server) -> None:
     """Serve *servicer*'s rpcs; a request that cannot be parsed reaches it as None."""
+    # Imported here: both modules build on this one.
+    from armada_jobservice.server.batch import BatchStatuses
+    from armada_jobservice.server.watch import JobWatches
+
+    batch, watches = BatchStatuses(servicer), JobWatches(servicer)
+    servicer.watches = watches
     handler = grpc.unary_unary_rpc_method_handler
     handlers = {
         "GetJobStatus": handler(servicer.GetJobStatus, parse_request, _Response.SerializeToString),
@@ -73,9 +135,34 @@ def add_to_server(servicer: JobServiceServicer, server: grpc.aio.Server) -> None
             empty_pb2.Empty.FromString,
             jobservice_pb2.HealthCheckResponse.SerializeToString,
         ),
+        "GetJobStatuses": handler(
+            batch.GetJobStatuses,
+            parser(jobservice_pb2.JobStatusesRequest),
+            jobservice_pb2.JobStatusesResponse.SerializeToString,
+        ),
+        "WatchJobs": grpc.unary_stream_rpc_method_handler(
+            watches.WatchJobs,
+            parser(jobservice_pb2.WatchJobsRequest),
+            jobservice_pb2.JobStatusUpdate.SerializeToString,
+        ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
     server.add_registered_method_handlers(_SERVICE, handlers)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a job set could not be opened: the text, and the job set if cached anyway."""
+
+    text: str
+    job_set: JobSet | None
+
+    def answer(self, job_id: str) -> tuple[int, str]:
+        """What a poll of *job_id* answers: its end if cached, CONNECTION_ERR otherwise."""
+        js = self.job_set
+        if js is not None and js.loaded and js.is_terminal(job_id):
+            return js.lookup(job_id)
+        return _CONNECTION_ERR, self.text
 
 
 class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
@@ -94,7 +181,10 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         self._job_sets = subscriptions.job_sets
         self._polls = metrics.polls_by_state
         self._is_serving = is_serving
-        self._grace_s = connection_error_grace_s
+        self.grace_s = connection_error_grace_s
+        self.metrics = metrics
+        #: The open watches (``server/watch.py``), set by ``add_to_server``.
+        self.watches: Any = None
 
     async def GetJobStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Answer the cached state of one job, subscribing to its job set on first sight."""
@@ -103,41 +193,38 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "not a JobServiceRequest: queue, job_set_id and job_id must be UTF-8",
             )
+        self.metrics.calls_by_method["GetJobStatus"] += 1
         # Each protobuf field read costs; read each once.
         queue, job_set_id, job_id = request.queue, request.job_set_id, request.job_id
-        if (
-            not (queue and job_set_id and job_id)
-            or len(queue) > MAX_ID_LENGTH
-            or len(job_set_id) > MAX_ID_LENGTH
-            or len(job_id) > MAX_ID_LENGTH
-            or "\0" in queue
-            or "\0" in job_set_id
-            or "\0" in job_id
-            # Only ids this long can be too long in bytes (4 bytes per character at most).
-            or len(job_id) > MAX_JOB_ID_BYTES // 4
-            or len(queue) + len(job_set_id) > MAX_JOB_SET_KEY_BYTES // 4
-        ):
-            problem = invalid_field(queue, job_set_id, job_id)
-            if problem is not None:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        problem = check_ids(queue, job_set_id, job_id)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         now = time.monotonic()
         # A plain tuple: equal to (and hashed as) the JobSetKey the dict holds,
         # without a NamedTuple construction per poll.
         key = (queue, job_set_id)
         js = self._job_sets.get(key)  # type: ignore[call-overload]
         if js is None or not js.live:
-            try:
-                js = self._subs.subscribe(JobSetKey(*key), now)
-                await self._loader.ensure_loaded(js)
-            except SubscriptionLimitReached as exc:
-                if js is not None and js.loaded and js.is_terminal(job_id):
-                    return self._answer(*js.lookup(job_id))
-                return self._answer(_CONNECTION_ERR, str(exc))
-            except StoreError as exc:
-                return self._answer(_CONNECTION_ERR, f"job service database: {exc}")
-        return self._answer(*js.poll(job_id, now, self._grace_s))
+            opened = await self.open(JobSetKey(*key), now)
+            if isinstance(opened, Refusal):
+                return self.answer(*opened.answer(job_id))
+            js = opened
+        return self.answer(*js.poll(job_id, now, self.grace_s))
 
-    def _answer(self, state: int, error: str) -> Any:
+    async def open(self, key: JobSetKey, now: float) -> JobSet | Refusal:
+        """The job set of a first poll, subscribed and loaded, or why it cannot be."""
+        js = self._job_sets.get(key)
+        try:
+            js = self._subs.subscribe(key, now)
+            await self._loader.ensure_loaded(js)
+        except SubscriptionLimitReached as exc:
+            return Refusal(str(exc), js)
+        except StoreError as exc:
+            return Refusal(f"job service database: {exc}", None)
+        return js
+
+    def answer(self, state: int, error: str) -> Any:
+        """The response for a poll's answer (counted by state)."""
         self._polls[state] += 1
         if not error:
             # Responses are only serialised, never changed: share one per state.

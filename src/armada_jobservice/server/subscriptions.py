@@ -116,11 +116,14 @@ class SubscriptionManager:
             task.cancel()
 
     def expire_idle(self, now: float | None = None) -> int:
-        """End the subscriptions whose job set was not polled for the expiry time."""
+        """End the subscriptions whose job set was not polled for the expiry time.
+
+        A job set with an open watch counts as polled (``WatchJobs``).
+        """
         now = time.monotonic() if now is None else now
         expired = 0
         for js in self._job_sets.values():
-            if js.stream is not None and now - js.last_poll > self.expiry_s:
+            if js.stream is not None and now - js.last_poll > self.expiry_s and not js.watched:
                 self._stop(js)
                 expired += 1
                 log.info("unsubscribed from job set %s: no poll for %.0f s", js.key, self.expiry_s)
