@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from armada_jobservice._gen import jobservice_pb2
+from armada_jobservice._wire import MAX_JOBS_PER_CALL
 from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.servicer import Refusal, check_ids
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from armada_jobservice.server.servicer import JobServiceServicer
 
 #: Most jobs one ``GetJobStatuses`` call (or one ``WatchJobs`` call) may name.
-MAX_BATCH_JOBS = 10_000
+MAX_BATCH_JOBS = MAX_JOBS_PER_CALL
 
 _Statuses = jobservice_pb2.JobStatusesResponse
 
