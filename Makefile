@@ -9,9 +9,8 @@ install:  ## create .venv and install the package with its dev tools (pinned by 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	# The real OpenID Connect provider of the Armada-credentials tests (npm
-	# oidc-provider, pinned by tests/oidc/package-lock.json); without Node.js
-	# those tests are skipped.
+	@# The OpenID Connect provider of the credentials tests (npm oidc-provider,
+	@# pinned by tests/oidc/package-lock.json); without Node.js they are skipped.
 	if command -v npm >/dev/null; then npm ci --prefix tests/oidc --no-audit --no-fund --silent; fi
 
 test:  ## the whole test suite
