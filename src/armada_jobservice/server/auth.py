@@ -1,83 +1,231 @@
-"""Who may ask: bearer-token authentication of the service's own callers.
+"""Who may ask about what: the callers of ``GetJobStatus``, identified and scoped.
 
-Without it, anyone who reaches the port can make the service subscribe, with
-its own Armada identity, to any queue's job sets. With ``client_tokens_file``
-set, ``GetJobStatus`` requires ``authorization: bearer <token>`` with a token
-listed in that file (one per line, ``#`` comments); the file is re-read when
-it changes. Health checks and reflection stay open for probes and tooling.
+Without it, anyone who reaches the port can make the service watch any
+queue's job sets with the service's own Armada identity (a confused deputy).
+``Access`` identifies a caller by a bearer token listed in
+``client_tokens_file`` or by a client certificate (``grpc_tls_client_ca_file``,
+scoped by ``client_cert_scopes_file``), and checks the queue against the
+caller's scope and, with ``access_check: armada``, against Armada's verdict
+on the caller's own token. A token, when the call carries one and tokens are
+checked, is what identifies the caller; otherwise the certificate does.
+
+It runs inside the servicer rather than as an interceptor because the
+servicer needs the caller's identity (for the per-identity limits) and an
+interceptor cannot hand it a per-call value. Health checks and reflection
+never reach it. The fast path (``decide``) is synchronous: an allowed caller
+polling a queue it asked about before costs a metadata scan, one SHA-256 and
+two dictionary lookups.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
-import grpc
-
+from armada_jobservice.server.armada_check import ArmadaAccessCheck, ArmadaUnavailable, Verdict
+from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import ConfigError
+from armada_jobservice.server.refusals import STATUS, Reason, Refusals
+from armada_jobservice.server.scopes import (
+    IdentityScopes,
+    Scope,
+    TokenScopes,
+    parse_identity_scopes,
+    parse_token_scopes,
+    token_digest,
+    token_identity,
+)
 from armada_jobservice.server.watched_file import WatchedFile
 
 log = logging.getLogger(__name__)
 
-PROTECTED_METHODS = frozenset({"/jobservice.JobService/GetJobStatus"})
+#: How often, at most, the scope files are looked at for changes.
 RECHECK_S = 1.0
+#: The identity of every caller when no client authentication is configured.
+ANONYMOUS = "anonymous"
+#: The certificate fields that can identify a caller, in this order.
+CERT_NAME_KEYS = ("x509_common_name", "peer_dns", "peer_uri")
+GET_JOB_STATUS = "/jobservice.JobService/GetJobStatus"
 
 
-def parse_tokens(text: str) -> tuple[bytes, ...]:
-    """The tokens of a tokens file: one per line, blank lines and ``#`` comments skipped."""
-    lines = (line.strip() for line in text.splitlines())
-    return tuple(line.encode() for line in lines if line and not line.startswith("#"))
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An identified caller: who it is and what it may ask about."""
+
+    identity: str
+    scope: Scope | None
+    """None: every queue (as far as the local files go)."""
+    token: str | None = None
+    """The caller's bearer token, kept only to show it to Armada."""
 
 
-class AcceptedTokens:
-    """The set of accepted tokens, from a file checked for changes at most once a second."""
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """A refusal decided without asking anyone."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._file = WatchedFile(
-            path, parse_tokens, setting="client_tokens_file", recheck_s=RECHECK_S
-        )
-        if not self._file.get():
-            raise ConfigError("client_tokens_file", f"{path} holds no token")
-
-    def accepts(self, token: str) -> bool:
-        """Whether *token* is one of the accepted tokens (constant time per token)."""
-        given = token.encode()
-        ok = False
-        for accepted in self._file.get():
-            ok |= hmac.compare_digest(given, accepted)
-        return ok
+    reason: Reason
+    identity: str
+    detail: str
 
 
-class BearerAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Refuses protected calls without an accepted bearer token (UNAUTHENTICATED)."""
+@dataclass(frozen=True, slots=True)
+class AskArmada:
+    """An identified caller whose queue Armada has to rule on."""
 
-    def __init__(self, tokens: AcceptedTokens) -> None:
-        self._tokens = tokens
+    caller: Caller
 
-        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "a valid 'authorization: bearer <token>' header is required",
-            )
 
-        self._refusal = grpc.unary_unary_rpc_method_handler(refuse)
+def bearer_token(metadata: Any) -> str | None:
+    """The token of an ``authorization: bearer <token>`` header, or None."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, rest = value.partition(" ")
+            if scheme.lower() == "bearer" and rest.strip():
+                return rest.strip()
+    return None
 
-    async def intercept_service(
+
+def certificate_names(auth_context: Any) -> list[str]:
+    """The names a verified client certificate carries: its CN, then DNS and URI SANs."""
+    names = []
+    for key in CERT_NAME_KEYS:
+        for raw in auth_context.get(key, ()):
+            names.append(raw.decode("utf-8", "replace"))
+    return names
+
+
+class Access:
+    """Identifies ``GetJobStatus`` callers and decides which queues they may ask about."""
+
+    def __init__(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        """Pass authorised calls on; answer the others with the refusal handler."""
-        if handler_call_details.method in PROTECTED_METHODS:
-            token = ""
-            for key, value in handler_call_details.invocation_metadata or ():
-                if key == "authorization" and isinstance(value, str):
-                    scheme, _, rest = value.partition(" ")
-                    if scheme.lower() == "bearer":
-                        token = rest.strip()
-            if not token or not self._tokens.accepts(token):
-                return self._refusal
-        return await continuation(handler_call_details)
+        *,
+        tokens_file: str | None,
+        client_certs: bool,
+        cert_scopes_file: str | None,
+        armada: ArmadaAccessCheck | None,
+        refusals: Refusals,
+    ) -> None:
+        self._tokens: WatchedFile[TokenScopes] | None = None
+        self._cert_scopes: WatchedFile[IdentityScopes] | None = None
+        if tokens_file is not None:
+            self._tokens = _watch(tokens_file, parse_token_scopes, "client_tokens_file", "token")
+        if cert_scopes_file is not None:
+            self._cert_scopes = _watch(
+                cert_scopes_file, parse_identity_scopes, "client_cert_scopes_file", "identity"
+            )
+        self._client_certs = client_certs
+        self.armada = armada
+        self.refusals = refusals
+        self._by_bearer = tokens_file is not None or armada is not None
+        wanted = ["a valid 'authorization: bearer <token>' header"] if self._by_bearer else []
+        wanted += ["a client certificate listed in client_cert_scopes_file"] if client_certs else []
+        self._unauthenticated_text = " or ".join(wanted) + " is required"
+
+    def identify(self, context: Any) -> Caller | None:
+        """The caller of this call, or None when its credentials identify nobody."""
+        if self._by_bearer:
+            token = bearer_token(context.invocation_metadata())
+            if token is not None:
+                if self._tokens is not None:
+                    scope = self._tokens.get().lookup(token)
+                    if scope is None:
+                        return None
+                    return Caller(scope.identity, scope, token)
+                return Caller(token_identity(token), None, token)
+        if self._client_certs:
+            names = certificate_names(context.auth_context())
+            if not names:
+                return None
+            if self._cert_scopes is None:
+                return Caller("cert:" + names[0], None)
+            scope = self._cert_scopes.get().lookup(names)
+            return None if scope is None else Caller(scope.identity, scope)
+        return None
+
+    def decide(self, context: Any, queue: str | None) -> Caller | Denied | AskArmada:
+        """Allow (the ``Caller``), refuse, or defer to Armada; without awaiting.
+
+        ``queue`` None authenticates only (the request is invalid and will be
+        refused as such).
+        """
+        caller = self.identify(context)
+        if caller is None:
+            return Denied(Reason.UNAUTHENTICATED, "unidentified", self._unauthenticated_text)
+        if queue is None:
+            return caller
+        if caller.scope is not None and not caller.scope.allows(queue):
+            return Denied(Reason.OUT_OF_SCOPE, caller.identity, "outside the caller's scope")
+        if self.armada is not None and caller.token is not None:
+            verdict = self.armada.cached(token_digest(caller.token), queue)
+            if verdict is not Verdict.ALLOWED:
+                return AskArmada(caller)
+        return caller
+
+    async def settle(
+        self, outcome: Denied | AskArmada, context: Any, queue: str, method: str = GET_JOB_STATUS
+    ) -> Caller:
+        """Ask Armada when needed; abort the call (with its audit line) when refused."""
+        if isinstance(outcome, Denied):
+            await self.refuse(outcome, context, queue, method)
+        caller = outcome.caller
+        token = caller.token
+        assert self.armada is not None
+        assert token is not None
+        try:
+            verdict = await self.armada.verdict(token, token_digest(token), queue)
+        except ArmadaUnavailable as exc:
+            denied = Denied(Reason.ARMADA_UNAVAILABLE, caller.identity, str(exc))
+            await self.refuse(denied, context, queue, method)
+        if verdict is Verdict.UNAUTHENTICATED:
+            denied = Denied(Reason.UNAUTHENTICATED, caller.identity, "Armada did not accept it")
+            await self.refuse(denied, context, queue, method)
+        if verdict is Verdict.DENIED:
+            denied = Denied(Reason.ARMADA_DENIED, caller.identity, "Armada denied it")
+            await self.refuse(denied, context, queue, method)
+        return caller
+
+    async def refuse(self, denied: Denied, context: Any, queue: str, method: str) -> NoReturn:
+        """Log and count the refusal, then abort the call with its status."""
+        self.refusals.record(
+            denied.reason,
+            identity=denied.identity,
+            method=method,
+            queue=queue,
+            peer=context.peer(),
+            detail=denied.detail,
+        )
+        await context.abort(STATUS[denied.reason], self.message(denied, queue))
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+    def message(self, denied: Denied, queue: str) -> str:
+        """What the caller is told: the same whether or not the job set exists."""
+        if denied.reason is Reason.UNAUTHENTICATED:
+            return self._unauthenticated_text
+        if denied.reason is Reason.ARMADA_UNAVAILABLE:
+            return f"cannot check permissions with Armada now ({denied.detail}); retry later"
+        return f"permission denied: {denied.identity} may not ask about queue {queue!r}"
+
+
+def _watch(path: str, parse: Any, setting: str, what: str) -> Any:
+    watched = WatchedFile(path, parse, setting=setting, recheck_s=RECHECK_S)
+    if not len(watched.get()):
+        raise ConfigError(setting, f"{path} holds no {what}")
+    return watched
+
+
+def make_access(
+    settings: Settings, refusals: Refusals, armada: ArmadaAccessCheck | None
+) -> Access | None:
+    """The ``Access`` the settings ask for, or None when anyone may ask about anything."""
+    client_certs = settings.grpc_tls_client_ca_file is not None
+    if settings.client_tokens_file is None and not client_certs and armada is None:
+        return None
+    return Access(
+        tokens_file=settings.client_tokens_file,
+        client_certs=client_certs,
+        cert_scopes_file=settings.client_cert_scopes_file,
+        armada=armada,
+        refusals=refusals,
+    )

@@ -130,8 +130,62 @@ class Settings:
     client_tokens_file: str | None = field(
         default=None,
         metadata=_help(
-            "File of bearer tokens (one per line) that GetJobStatus callers must present; "
-            "re-read when it changes. Unset: no client authentication."
+            "File of bearer tokens that GetJobStatus callers must present, one per line: "
+            "TOKEN [PATTERN[,PATTERN...]] [name=NAME] (no patterns: every queue; "
+            "docs/security.md); re-read when it changes. Unset: no token authentication."
+        ),
+    )
+    # Who may ask about what (docs/security.md): client certificates, scopes,
+    # Armada-decided access and per-identity limits.
+    grpc_tls_client_ca_file: str | None = field(
+        default=None,
+        metadata=_help(
+            "PEM file of the CA that signs callers' client certificates: turns on mutual "
+            "TLS (every connection must present a certificate it signed). Needs "
+            "grpc_tls_cert_file."
+        ),
+    )
+    client_cert_scopes_file: str | None = field(
+        default=None,
+        metadata=_help(
+            "File mapping client certificate identities (subject CN, DNS or URI SAN) to "
+            "queues: IDENTITY [PATTERN[,PATTERN...]] per line; re-read when it changes. "
+            "Unset: any certificate the CA signed may ask about every queue."
+        ),
+    )
+    access_check: str = field(
+        default="scopes",
+        metadata=_help(
+            "scopes: the files above decide. armada: also ask Armada, with the caller's "
+            "own bearer token, whether it may watch the queue (needs a token per caller)."
+        ),
+    )
+    access_cache_s: float = field(
+        default=300.0,
+        metadata=_help(
+            "With access_check armada, how long Armada's verdict on a (caller, queue) is "
+            "kept, allowed or denied."
+        ),
+    )
+    max_subscriptions_per_identity: int | None = field(
+        default=None,
+        metadata=_help(
+            "Most subscriptions one caller identity may have opened and still open; "
+            "unset: no per-caller count (max_subscriptions still applies)."
+        ),
+    )
+    new_subscriptions_per_identity_per_minute: float | None = field(
+        default=None,
+        metadata=_help(
+            "Most new subscriptions one caller identity may open per minute, on average; "
+            "unset: no rate limit."
+        ),
+    )
+    new_subscriptions_per_identity_burst: int | None = field(
+        default=None,
+        metadata=_help(
+            "How many new subscriptions a caller may open at once before the per-minute "
+            "rate applies (unset: the per-minute rate, at least 1)."
         ),
     )
 
@@ -198,9 +252,44 @@ def validate(settings: Settings) -> None:
         raise ConfigError("armada_token", "choose one of basic auth, a token or a token file")
     if (settings.grpc_tls_cert_file is None) != (settings.grpc_tls_key_file is None):
         raise ConfigError("grpc_tls_cert_file", "serving TLS needs both a certificate and a key")
+    _validate_access(settings)
     if not settings.database.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError(
             "database", f"must be a sqlite:/// or postgresql:// URL, got {settings.database!r}"
+        )
+
+
+ACCESS_CHECKS = ("scopes", "armada")
+
+
+def _validate_access(settings: Settings) -> None:
+    if settings.grpc_tls_client_ca_file is not None and settings.grpc_tls_cert_file is None:
+        raise ConfigError(
+            "grpc_tls_client_ca_file", "client certificates need TLS: set grpc_tls_cert_file"
+        )
+    if settings.client_cert_scopes_file is not None and settings.grpc_tls_client_ca_file is None:
+        raise ConfigError(
+            "client_cert_scopes_file", "certificate scopes need grpc_tls_client_ca_file"
+        )
+    if settings.access_check not in ACCESS_CHECKS:
+        raise ConfigError("access_check", f"must be one of {', '.join(ACCESS_CHECKS)}")
+    if settings.access_cache_s <= 0:
+        raise ConfigError(
+            "access_cache_s", f"must be greater than 0, got {settings.access_cache_s}"
+        )
+    for name in ("max_subscriptions_per_identity", "new_subscriptions_per_identity_burst"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise ConfigError(name, f"must be at least 1, got {value}")
+    rate = settings.new_subscriptions_per_identity_per_minute
+    if rate is not None and rate <= 0:
+        raise ConfigError(
+            "new_subscriptions_per_identity_per_minute", f"must be greater than 0, got {rate}"
+        )
+    if settings.new_subscriptions_per_identity_burst is not None and rate is None:
+        raise ConfigError(
+            "new_subscriptions_per_identity_burst",
+            "needs new_subscriptions_per_identity_per_minute",
         )
 
 
