@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.server.armada_check import ArmadaAccessCheck
-from armada_jobservice.server.auth import make_access
+from armada_jobservice.server.auth import Access, make_access
 from armada_jobservice.server.changes import ChangeTracker
 from armada_jobservice.server.config import Settings, flush_interval_of, redact_url
 from armada_jobservice.server.errors import ConfigError, StoreError
@@ -108,6 +108,7 @@ class JobServiceApp:
             per_minute=settings.new_subscriptions_per_identity_per_minute,
             burst=settings.new_subscriptions_per_identity_burst,
         )
+        self.access: Access | None = None
         self.shutdown_grace_s = shutdown_grace_s
         #: Freezes long-lived objects so collector pauses stay short; the
         #: serve command installs one (it changes process-wide state).
@@ -186,6 +187,8 @@ class JobServiceApp:
 
     async def _start_serving(self) -> None:
         access = make_access(self.settings, self.refusals, self.armada_check)
+        #: Who may ask about what (None: anyone, about anything).
+        self.access = access
         if access is None and self.settings.grpc_host not in ("127.0.0.1", "::1", "localhost"):
             log.warning(
                 "no client authentication (client_tokens_file, grpc_tls_client_ca_file): "

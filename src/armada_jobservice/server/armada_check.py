@@ -65,7 +65,8 @@ class ArmadaAccessCheck:
         self._target = settings.armada_url
         self._tls = settings.armada_tls or settings.armada_ca_file is not None
         self._ca_file = settings.armada_ca_file
-        self._clock = clock
+        #: The clock verdicts expire by; tests step their own.
+        self.clock = clock
         self._channel: grpc.aio.Channel | None = None
         self._verdicts: dict[tuple[bytes, str], tuple[Verdict, float]] = {}
         self._pending: dict[tuple[bytes, str], asyncio.Future[Verdict]] = {}
@@ -78,7 +79,7 @@ class ArmadaAccessCheck:
         if kept is None:
             return None
         verdict, until = kept
-        if self._clock() >= until:
+        if self.clock() >= until:
             del self._verdicts[(digest, queue)]
             return None
         return verdict
@@ -110,7 +111,7 @@ class ArmadaAccessCheck:
         future.set_result(verdict)
         if len(self._verdicts) >= CACHE_LIMIT:
             del self._verdicts[next(iter(self._verdicts))]
-        self._verdicts[key] = (verdict, self._clock() + self.cache_s)
+        self._verdicts[key] = (verdict, self.clock() + self.cache_s)
         return verdict
 
     async def _ask(self, token: str, queue: str) -> Verdict:

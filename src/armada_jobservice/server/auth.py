@@ -31,6 +31,7 @@ from armada_jobservice.server.scopes import (
     IdentityScopes,
     Scope,
     TokenScopes,
+    bearer_token,
     parse_identity_scopes,
     parse_token_scopes,
     token_digest,
@@ -76,16 +77,6 @@ class AskArmada:
     caller: Caller
 
 
-def bearer_token(metadata: Any) -> str | None:
-    """The token of an ``authorization: bearer <token>`` header, or None."""
-    for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str):
-            scheme, _, rest = value.partition(" ")
-            if scheme.lower() == "bearer" and rest.strip():
-                return rest.strip()
-    return None
-
-
 def certificate_names(auth_context: Any) -> list[str]:
     """The names a verified client certificate carries: its CN, then DNS and URI SANs."""
     names = []
@@ -122,6 +113,12 @@ class Access:
         wanted = ["a valid 'authorization: bearer <token>' header"] if self._by_bearer else []
         wanted += ["a client certificate listed in client_cert_scopes_file"] if client_certs else []
         self._unauthenticated_text = " or ".join(wanted) + " is required"
+
+    def refresh(self) -> None:
+        """Look at the scope files for changes now rather than within ``RECHECK_S``."""
+        for watched in (self._tokens, self._cert_scopes):
+            if watched is not None:
+                watched.refresh()
 
     def identify(self, context: Any) -> Caller | None:
         """The caller of this call, or None when its credentials identify nobody."""

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Any
 
 #: Decisions remembered per entry; past this many distinct queues the memo
 #: starts over, so a caller inventing queue names cannot grow memory unbounded.
@@ -36,6 +37,16 @@ _NAME = re.compile(r"[A-Za-z0-9._@/-]{1,128}")
 def token_identity(token: str) -> str:
     """The non-secret name of an unnamed token: ``token:`` and 8 hex digits of its SHA-256."""
     return "token:" + hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+def bearer_token(metadata: Any) -> str | None:
+    """The token of an ``authorization: bearer <token>`` header, or None."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, rest = value.partition(" ")
+            if scheme.lower() == "bearer" and rest.strip():
+                return rest.strip()
+    return None
 
 
 def token_digest(token: str) -> bytes:

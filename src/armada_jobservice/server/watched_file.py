@@ -64,6 +64,11 @@ class WatchedFile(Generic[T]):
         self._stamp = (st.st_mtime_ns, st.st_size)
         return value
 
+    def refresh(self) -> T:
+        """The current value, looking at the file now whatever ``recheck_s`` says."""
+        self._checked = self._clock() - self._recheck_s
+        return self.get()
+
     def get(self) -> T:
         """The current value: re-read first if the file changed (and a check is due)."""
         if self._recheck_s:
