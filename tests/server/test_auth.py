@@ -150,6 +150,9 @@ async def test_a_queue_outside_the_scope_is_denied_alike_and_opens_no_stream(
     assert (
         details[0] == details[1] == "permission denied: airflow-a may not ask about queue 'team-b'"
     )
+    # Subscribing is synchronous in the poll: a refused one left no job set behind.
+    assert ("team-b", "missing") not in app.subscriptions.job_sets
+    assert ("team-a-1", "missing") not in app.subscriptions.job_sets
     assert armada.stream_requests("team-b", "missing") == []
     assert armada.stream_requests("team-a-1", "missing") == []
     audit = [r.getMessage() for r in caplog.records if r.name == "armada_jobservice.audit"]
