@@ -151,11 +151,14 @@ async def test_the_simulator_without_permissions_lets_everyone_in(
         settings = dataclasses.replace(
             make_settings(), armada_url=plain.address, access_check="armada"
         )
-        async with JobServiceApp(settings) as service:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-                stub = jobservice_pb2_grpc.JobServiceStub(channel)
-                request = jobservice_pb2.JobServiceRequest(queue="q", job_set_id="s", job_id="j")
-                reply = await stub.GetJobStatus(
-                    request, metadata=(("authorization", "Bearer any"),), timeout=10
-                )
-                assert reply.state == jobservice_pb2.JobServiceResponse.JOB_ID_NOT_FOUND
+        service = JobServiceApp(settings)
+        async with (
+            service,
+            grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel,
+        ):
+            stub = jobservice_pb2_grpc.JobServiceStub(channel)
+            request = jobservice_pb2.JobServiceRequest(queue="q", job_set_id="s", job_id="j")
+            reply = await stub.GetJobStatus(
+                request, metadata=(("authorization", "Bearer any"),), timeout=10
+            )
+            assert reply.state == jobservice_pb2.JobServiceResponse.JOB_ID_NOT_FOUND
