@@ -19,6 +19,7 @@ two dictionary lookups.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -34,8 +35,6 @@ from armada_jobservice.server.scopes import (
     bearer_token,
     parse_identity_scopes,
     parse_token_scopes,
-    token_digest,
-    token_identity,
 )
 from armada_jobservice.server.watched_file import WatchedFile
 
@@ -51,17 +50,6 @@ GET_JOB_STATUS = "/jobservice.JobService/GetJobStatus"
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
-    """An identified caller: who it is and what it may ask about."""
-
-    identity: str
-    scope: Scope | None
-    """None: every queue (as far as the local files go)."""
-    token: str | None = None
-    """The caller's bearer token, kept only to show it to Armada."""
-
-
-@dataclass(frozen=True, slots=True)
 class Denied:
     """A refusal decided without asking anyone."""
 
@@ -72,9 +60,12 @@ class Denied:
 
 @dataclass(frozen=True, slots=True)
 class AskArmada:
-    """An identified caller whose queue Armada has to rule on."""
+    """A caller, identified by a token, whose queue Armada has to rule on."""
 
-    caller: Caller
+    identity: str
+    token: str
+    """Kept only to show it to Armada."""
+    digest: bytes
 
 
 def certificate_names(auth_context: Any) -> list[str]:
@@ -120,68 +111,67 @@ class Access:
             if watched is not None:
                 watched.refresh()
 
-    def identify(self, context: Any) -> Caller | None:
-        """The caller of this call, or None when its credentials identify nobody."""
-        if self._by_bearer:
-            token = bearer_token(context.invocation_metadata())
-            if token is not None:
-                if self._tokens is not None:
-                    scope = self._tokens.get().lookup(token)
-                    if scope is None:
-                        return None
-                    return Caller(scope.identity, scope, token)
-                return Caller(token_identity(token), None, token)
+    def decide(self, context: Any, queue: str | None) -> str | Denied | AskArmada:
+        """Allow (the caller's identity), refuse, or defer to Armada; without awaiting.
+
+        ``queue`` None authenticates only (the request is invalid and will be
+        refused as such). The allowed path allocates nothing.
+        """
+        token = bearer_token(context.invocation_metadata()) if self._by_bearer else None
+        if token is not None:
+            given = token.encode()
+            digest = hashlib.sha256(given).digest()
+            scope: Scope | None = None
+            if self._tokens is not None:
+                scope = self._tokens.get().by_digest(digest, given)
+                if scope is None:
+                    return Denied(Reason.UNAUTHENTICATED, "unidentified", "unknown token")
+                identity = scope.identity
+            else:
+                identity = "token:" + digest.hex()[:8]
+            if queue is None:
+                return identity
+            if scope is not None and not scope.allows(queue):
+                return Denied(Reason.OUT_OF_SCOPE, identity, "outside the caller's scope")
+            armada = self.armada
+            if armada is not None and armada.cached(digest, queue) is not Verdict.ALLOWED:
+                return AskArmada(identity, token, digest)
+            return identity
         if self._client_certs:
             names = certificate_names(context.auth_context())
             if not names:
-                return None
+                return Denied(Reason.UNAUTHENTICATED, "unidentified", "no client certificate")
             if self._cert_scopes is None:
-                return Caller("cert:" + names[0], None)
+                return "cert:" + names[0]
             scope = self._cert_scopes.get().lookup(names)
-            return None if scope is None else Caller(scope.identity, scope)
-        return None
-
-    def decide(self, context: Any, queue: str | None) -> Caller | Denied | AskArmada:
-        """Allow (the ``Caller``), refuse, or defer to Armada; without awaiting.
-
-        ``queue`` None authenticates only (the request is invalid and will be
-        refused as such).
-        """
-        caller = self.identify(context)
-        if caller is None:
-            return Denied(Reason.UNAUTHENTICATED, "unidentified", self._unauthenticated_text)
-        if queue is None:
-            return caller
-        if caller.scope is not None and not caller.scope.allows(queue):
-            return Denied(Reason.OUT_OF_SCOPE, caller.identity, "outside the caller's scope")
-        if self.armada is not None and caller.token is not None:
-            verdict = self.armada.cached(token_digest(caller.token), queue)
-            if verdict is not Verdict.ALLOWED:
-                return AskArmada(caller)
-        return caller
+            if scope is None:
+                return Denied(Reason.UNAUTHENTICATED, "cert:" + names[0], "certificate not listed")
+            if queue is not None and not scope.allows(queue):
+                return Denied(Reason.OUT_OF_SCOPE, scope.identity, "outside the caller's scope")
+            return scope.identity
+        return Denied(Reason.UNAUTHENTICATED, "unidentified", "no credentials")
 
     async def settle(
         self, outcome: Denied | AskArmada, context: Any, queue: str, method: str = GET_JOB_STATUS
-    ) -> Caller:
+    ) -> str:
         """Ask Armada when needed; abort the call (with its audit line) when refused."""
         if isinstance(outcome, Denied):
             await self.refuse(outcome, context, queue, method)
-        caller = outcome.caller
-        token = caller.token
+        identity = outcome.identity
         assert self.armada is not None
-        assert token is not None
         try:
-            verdict = await self.armada.verdict(token, token_digest(token), queue)
+            verdict = await self.armada.verdict(outcome.token, outcome.digest, queue)
         except ArmadaUnavailable as exc:
-            denied = Denied(Reason.ARMADA_UNAVAILABLE, caller.identity, str(exc))
-            await self.refuse(denied, context, queue, method)
+            await self.refuse(
+                Denied(Reason.ARMADA_UNAVAILABLE, identity, str(exc)), context, queue, method
+            )
         if verdict is Verdict.UNAUTHENTICATED:
-            denied = Denied(Reason.UNAUTHENTICATED, caller.identity, "Armada did not accept it")
+            denied = Denied(Reason.UNAUTHENTICATED, identity, "Armada did not accept the token")
             await self.refuse(denied, context, queue, method)
         if verdict is Verdict.DENIED:
-            denied = Denied(Reason.ARMADA_DENIED, caller.identity, "Armada denied it")
+            denied = Denied(Reason.ARMADA_DENIED, identity, "Armada denied it")
             await self.refuse(denied, context, queue, method)
-        return caller
+        return identity
 
     async def refuse(self, denied: Denied, context: Any, queue: str, method: str) -> NoReturn:
         """Log and count the refusal, then abort the call with its status."""

@@ -49,11 +49,6 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
-def token_digest(token: str) -> bytes:
-    """The SHA-256 of a token: the key tokens are looked up by, never the token itself."""
-    return hashlib.sha256(token.encode()).digest()
-
-
 @dataclass(slots=True, eq=False)
 class Scope:
     """The queues one key may ask about; decisions are memoised per queue."""
@@ -114,7 +109,11 @@ class TokenScopes:
         usable about the token; the final comparison is constant-time.
         """
         given = token.encode()
-        scope = self._by_digest.get(hashlib.sha256(given).digest())
+        return self.by_digest(hashlib.sha256(given).digest(), given)
+
+    def by_digest(self, digest: bytes, given: bytes) -> Scope | None:
+        """``lookup`` for a caller that hashed the token (*given*, encoded) already."""
+        scope = self._by_digest.get(digest)
         if scope is None or not hmac.compare_digest(given, scope.secret):
             return None
         return scope

@@ -19,7 +19,7 @@ import grpc
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import WireState
-from armada_jobservice.server.auth import ANONYMOUS, GET_JOB_STATUS, Access, Caller
+from armada_jobservice.server.auth import ANONYMOUS, GET_JOB_STATUS, Access
 from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.limits import IdentityLimits
 from armada_jobservice.server.loader import JobSetLoader
@@ -84,9 +84,11 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         if access is not None:
             # Before the job set is looked at: a refusal says nothing about it.
             outcome = access.decide(context, None if invalid else queue)
-            if not isinstance(outcome, Caller):
-                outcome = await access.settle(outcome, context, queue)
-            identity = outcome.identity
+            identity = (
+                outcome
+                if isinstance(outcome, str)
+                else await access.settle(outcome, context, queue)
+            )
         if invalid:
             problem = invalid_field(queue, job_set_id, job_id)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(problem))
