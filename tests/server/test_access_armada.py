@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -162,3 +163,54 @@ async def test_the_simulator_without_permissions_lets_everyone_in(
                 request, metadata=(("authorization", "Bearer any"),), timeout=10
             )
             assert reply.state == jobservice_pb2.JobServiceResponse.JOB_ID_NOT_FOUND
+
+
+async def test_concurrent_first_polls_share_one_check(
+    app: JobServiceApp, sim: ArmadaSimulator, ask: Ask
+) -> None:
+    """Many first polls of one (token, queue) at once make one call to Armada."""
+    answers = await asyncio.gather(*(ask("bob-token", "team-b", f"s{n}") for n in range(8)))
+    assert answers == ["JOB_ID_NOT_FOUND"] * 8
+    assert checks(sim, "team-b") == 1
+
+
+async def test_with_a_tokens_file_the_local_scope_is_checked_first(
+    sim: ArmadaSimulator, tmp_path: Path
+) -> None:
+    """Unlisted tokens and queues outside the local patterns never reach Armada."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice-token team-* name=alice\nbob-token team-a\n")
+    settings = Settings(
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        armada_url=sim.address,
+        armada_token="svc-token",
+        database=f"sqlite:///{tmp_path / 'jobservice.db'}",
+        access_check="armada",
+        client_tokens_file=str(tokens),
+    )
+    async with JobServiceApp(settings) as service:
+        port = service.grpc_port
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = jobservice_pb2_grpc.JobServiceStub(channel)
+
+            async def code(token: str, queue: str) -> str:
+                request = jobservice_pb2.JobServiceRequest(queue=queue, job_set_id="s", job_id="j")
+                metadata = (("authorization", f"Bearer {token}"),)
+                try:
+                    await stub.GetJobStatus(request, metadata=metadata, timeout=10)
+                except grpc.aio.AioRpcError as exc:
+                    return str(exc.code().name)
+                return "OK"
+
+            assert await code("alice-token", "team-a") == "OK"
+            assert await code("alice-token", "team-b") == "PERMISSION_DENIED"  # Armada's no
+            assert await code("bob-token", "team-b") == "PERMISSION_DENIED"  # the file's no
+            assert await code("svc-token", "team-a") == "UNAUTHENTICATED"  # not listed here
+        assert service.refusals.counts["out_of_scope"] == 1  # type: ignore[index]
+        assert service.refusals.counts["armada_denied"] == 1  # type: ignore[index]
+    # Armada was asked about Alice's two queues only.
+    assert sorted(r.queue for r in sim.stream_requests if r.job_set_id == PROBE_JOB_SET) == [
+        "team-a",
+        "team-b",
+    ]
