@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +14,9 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2
 
-from armada_jobservice import AsyncJobServiceClient, RPCError, ServiceUnavailable
+from armada_jobservice import AsyncJobServiceClient, RPCError
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice.cli.exit_codes import ExitCode
 from armada_jobservice.server.app import JobServiceApp
 from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import ConfigError
@@ -127,11 +131,20 @@ async def test_certificates_are_required_at_the_handshake(
     signed, without a scope.
     """
     app = await serve(**mtls.settings())
-    with pytest.raises(ServiceUnavailable):
-        await mtls.client(app, None).get_job_status("q", "s", "j")
     foreign = issue_client_cert(make_pki("another CA"), "airflow-a")
-    with pytest.raises(ServiceUnavailable):
-        await mtls.client(app, foreign).get_job_status("q", "s", "j")
+    for cert in (None, foreign):
+        # A bare channel: the client's retry policy would only repeat the refusal.
+        creds = grpc.ssl_channel_credentials(
+            mtls.pki.ca_pem,
+            None if cert is None else cert.key_pem,
+            None if cert is None else cert.cert_pem,
+        )
+        async with grpc.aio.secure_channel(f"localhost:{app.grpc_port}", creds) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await jobservice_pb2_grpc.JobServiceStub(channel).Health(
+                    empty_pb2.Empty(), timeout=10
+                )
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     # Without a scopes file, any certificate the CA signed may ask about every queue.
     anyone = mtls.client(app, issue_client_cert(mtls.pki, "anyone"))
     assert await outcome(anyone, "whatever") == "JOB_ID_NOT_FOUND"
@@ -171,3 +184,37 @@ def test_client_certificates_need_tls_and_scopes_need_a_ca(
     with pytest.raises(ConfigError) as info:
         make_settings(client_cert_scopes_file=str(mtls.dir / "ca.pem"))
     assert info.value.setting == "client_cert_scopes_file"
+
+
+async def test_the_cli_presents_a_client_certificate(
+    serve: Callable[..., Awaitable[JobServiceApp]], mtls: Mtls
+) -> None:
+    """``health`` with --client-cert/--client-key passes the handshake; without, it cannot."""
+    app = await serve(**mtls.settings())
+    cert = issue_client_cert(mtls.pki, "probe")
+    (mtls.dir / "probe.pem").write_bytes(cert.cert_pem)
+    (mtls.dir / "probe.key").write_bytes(cert.key_pem)
+    base = ["health", "--target", f"localhost:{app.grpc_port}", "--ca-cert"]
+    base += [str(mtls.dir / "ca.pem"), "--output", "json", "--call-timeout", "5"]
+    with_cert = [*base, "--client-cert", str(mtls.dir / "probe.pem")]
+    with_cert += ["--client-key", str(mtls.dir / "probe.key")]
+    code, out, _ = await cli(*with_cert)
+    assert (code, json.loads(out)) == (0, {"status": "SERVING"})
+    code, _, err = await cli(*base)
+    assert code == ExitCode.SERVICE_ERROR
+    assert "UNAVAILABLE" in err
+
+
+async def cli(*argv: str) -> tuple[int, str, str]:
+    """Run the CLI in a process of its own; return exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "armada_jobservice.cli",
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
