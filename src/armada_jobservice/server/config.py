@@ -224,6 +224,8 @@ def validate(settings: Settings) -> None:
         "flush_interval_s",
         "reconnect_max_backoff_s",
         "lease_ttl_s",
+        "access_cache_s",
+        "new_subscriptions_per_identity_per_minute",
     ):
         if getattr(settings, name) is not None and getattr(settings, name) <= 0:
             raise ConfigError(name, f"must be greater than 0, got {getattr(settings, name)}")
@@ -273,19 +275,11 @@ def _validate_access(settings: Settings) -> None:
         )
     if settings.access_check not in ACCESS_CHECKS:
         raise ConfigError("access_check", f"must be one of {', '.join(ACCESS_CHECKS)}")
-    if settings.access_cache_s <= 0:
-        raise ConfigError(
-            "access_cache_s", f"must be greater than 0, got {settings.access_cache_s}"
-        )
     for name in ("max_subscriptions_per_identity", "new_subscriptions_per_identity_burst"):
         value = getattr(settings, name)
         if value is not None and value < 1:
             raise ConfigError(name, f"must be at least 1, got {value}")
     rate = settings.new_subscriptions_per_identity_per_minute
-    if rate is not None and rate <= 0:
-        raise ConfigError(
-            "new_subscriptions_per_identity_per_minute", f"must be greater than 0, got {rate}"
-        )
     if settings.new_subscriptions_per_identity_burst is not None and rate is None:
         raise ConfigError(
             "new_subscriptions_per_identity_burst",

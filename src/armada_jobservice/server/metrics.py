@@ -114,7 +114,7 @@ class _HotPathCollector(Collector):
             labels=["reason"],
         )
         for reason, n in m.refusals.items():
-            refused.add_metric([str(getattr(reason, "value", reason))], n)
+            refused.add_metric([str(reason)], n)
         yield refused
         yield CounterMetricFamily(
             f"{PREFIX}_flush_failures", "Flushes the database refused.", value=m.flush_failures
