@@ -10,6 +10,7 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import generate_latest
 
 from armada_jobservice import AsyncJobServiceClient, RPCError
@@ -90,6 +91,13 @@ async def test_tokens_file_guards_get_job_status(
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         legacy = await jobservice_pb2_grpc.JobServiceStub(channel).Health(empty_pb2.Empty())
         assert legacy.status == jobservice_pb2.HealthCheckResponse.SERVING
+        # So does reflection.
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+        names = set()
+        async for answer in reflection.ServerReflectionInfo(iter([ask]), timeout=10):
+            names |= {s.name for s in answer.list_services_response.service}
+        assert "jobservice.JobService" in names
 
 
 async def test_empty_tokens_file_is_a_bad_setting(
