@@ -12,6 +12,9 @@ import pytest
 from armada_jobservice import AsyncJobServiceClient, RPCError
 from armada_jobservice.server.app import JobServiceApp
 
+from ..fake_armada import FakeArmada
+from ..helpers import eventually
+
 TOKENS = "tok-a team-* name=airflow-a\ntok-b team-* name=airflow-b\n"
 
 Poll = Callable[[str | None, str], Awaitable[str]]
@@ -120,3 +123,27 @@ async def test_without_client_auth_everyone_shares_the_anonymous_identity(
     assert await poll(None, "s1") == "JOB_ID_NOT_FOUND"
     assert await poll(None, "s2") == "RESOURCE_EXHAUSTED"
     assert details[0].startswith("anonymous has 1 subscriptions open")
+
+
+async def test_a_finished_job_is_answered_from_the_cache_past_the_limit(
+    serve: Callable[..., Awaitable[JobServiceApp]],
+    armada: FakeArmada,
+    tmp_path: Path,
+    clients: dict[str | None, AsyncJobServiceClient],
+) -> None:
+    """Past its count, a caller still reads a job the service holds as finished."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text(TOKENS)
+    # No housekeeping pass during the test: it would evict the unsubscribed job set.
+    app = await serve(
+        client_tokens_file=str(tokens), max_subscriptions_per_identity=1, flush_interval_s=3600
+    )
+    poll = poller(app, clients, [])
+    armada.publish("team-x", "done", "succeeded", "j")
+    await eventually(lambda: poll("tok-a", "done"), lambda state: state == "SUCCEEDED")
+    assert app.subscriptions.expire_idle(now=float("inf")) == 1
+    assert await poll("tok-a", "other") == "JOB_ID_NOT_FOUND"
+    # Re-subscribing "done" would exceed the count; its finished job needs no stream.
+    assert await poll("tok-a", "done") == "SUCCEEDED"
+    assert ("team-x", "done") in app.subscriptions.job_sets
+    assert app.subscriptions.job_sets[("team-x", "done")].stream is None  # type: ignore[index]
