@@ -14,8 +14,8 @@ from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.server.app import JobServiceApp
 from armada_jobservice.server.armada_check import PROBE_JOB_SET
 from armada_jobservice.server.config import Settings
-from armada_jobservice.server.scopes import parse_token_scopes
 from armada_jobservice.sim import ArmadaSimulator
+from armada_jobservice.sim import parse_permissions as parse_token_scopes
 
 from ..helpers import eventually
 

@@ -15,10 +15,10 @@ from prometheus_client import generate_latest
 
 from armada_jobservice import AsyncJobServiceClient, RPCError
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice._scopes import token_identity
 from armada_jobservice.server.app import JobServiceApp
 from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import ConfigError
-from armada_jobservice.server.scopes import token_identity
 
 from ..fake_armada import FakeArmada
 from ..helpers import eventually

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from armada_jobservice.server.cache import JobSet
-from armada_jobservice.server.limits import IdentityLimits
-from armada_jobservice.server.model import JobSetKey
-from armada_jobservice.server.scopes import (
+from armada_jobservice._scopes import (
     bearer_token,
     parse_identity_scopes,
     parse_token_scopes,
     token_identity,
 )
+from armada_jobservice.server.cache import JobSet
+from armada_jobservice.server.limits import IdentityLimits
+from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.watched_file import WatchedFile
 
 TOKENS = """

@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 
 from armada_jobservice._ready import Ready, remove_ready_file, write_ready_file
+from armada_jobservice._scopes import parse_token_scopes
 from armada_jobservice.cli.exit_codes import ExitCode
-from armada_jobservice.server.scopes import parse_token_scopes
 from armada_jobservice.sim.faults import Faults
 from armada_jobservice.sim.lifecycle import Mix
 from armada_jobservice.sim.simulator import ArmadaSimulator, SimulatorError

@@ -24,11 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from armada_jobservice.server.armada_check import ArmadaAccessCheck, ArmadaUnavailable, Verdict
-from armada_jobservice.server.config import Settings
-from armada_jobservice.server.errors import ConfigError
-from armada_jobservice.server.refusals import STATUS, Reason, Refusals
-from armada_jobservice.server.scopes import (
+from armada_jobservice._scopes import (
     IdentityScopes,
     Scope,
     TokenScopes,
@@ -36,6 +32,10 @@ from armada_jobservice.server.scopes import (
     parse_identity_scopes,
     parse_token_scopes,
 )
+from armada_jobservice.server.armada_check import ArmadaAccessCheck, ArmadaUnavailable, Verdict
+from armada_jobservice.server.config import Settings
+from armada_jobservice.server.errors import ConfigError
+from armada_jobservice.server.refusals import STATUS, Reason, Refusals
 from armada_jobservice.server.watched_file import WatchedFile
 
 #: How often, at most, the scope files are looked at for changes.

@@ -28,7 +28,7 @@ from armada_client.armada import (
 )
 from google.protobuf import empty_pb2
 
-from armada_jobservice.server.scopes import bearer_token
+from armada_jobservice._scopes import bearer_token
 from armada_jobservice.sim.eventlog import MessageIdError, parse_message_id
 from armada_jobservice.sim.lifecycle import JobPhase, PlanError
 

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from armada_client.armada import event_pb2, submit_pb2
 
-from armada_jobservice.server.scopes import TokenScopes
+from armada_jobservice._scopes import TokenScopes
 from armada_jobservice.sim import events
 from armada_jobservice.sim.engine import Engine, Job
 from armada_jobservice.sim.eventlog import EventLog, JobSetLog

@@ -1,5 +1,8 @@
 """Scope files: who (a token, a certificate identity) may ask about which queues.
 
+Shared by the server and the simulator (which never import each other), as
+``_wire.py`` is shared by the server and the client.
+
 One format serves the callers' tokens (``client_tokens_file``), the client
 certificates' identities (``client_cert_scopes_file``) and the simulator's
 per-caller permissions (``armada-sim --permissions-file``)::
