@@ -46,6 +46,8 @@ CONTAINER = "jobservice"
 FILE_SETTINGS = (
     "armada_ca_file",
     "armada_token_file",
+    "armada_oidc_client_secret_file",
+    "armada_oidc_password_file",
     "grpc_tls_cert_file",
     "grpc_tls_key_file",
     "client_tokens_file",

@@ -25,6 +25,8 @@ class Faults:
     refuse_text: str = "refused by the test"
     #: Abort each stream after it has sent this many events (None: never).
     break_after: int | None = None
+    #: ``authorization`` values answered UNAUTHENTICATED, as Armada answers an expired token.
+    refuse_authorization: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -113,6 +115,8 @@ class _EventServicer(event_pb2_grpc.EventServicer):  # type: ignore[misc]
         fake.metadata.append(dict(context.invocation_metadata()))
         fake.peers.append(context.peer())
         faults = fake.faults
+        if fake.metadata[-1].get("authorization") in faults.refuse_authorization:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid token")
         if faults.refuse is not None:
             await context.abort(faults.refuse, faults.refuse_text)
         log = fake.logs.setdefault((request.queue, request.id), [])

@@ -125,3 +125,9 @@ def schema_version(url: str) -> int:
     if url.startswith("sqlite:///"):
         return int(query(url, "PRAGMA user_version")[0][0])
     return int(query(url, "SELECT max(version) FROM jobservice_schema")[0][0])
+
+
+def armada_token_fetches(app: JobServiceApp) -> int:
+    """How many tokens the service fetched for Armada (OpenID flows, exec) since start."""
+    refresher = app.upstream.credentials.refresher
+    return 0 if refresher is None else refresher.fetches

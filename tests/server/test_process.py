@@ -248,6 +248,7 @@ def test_bad_setting_stops_start_up_with_exit_code_2(
 
 def test_help_documents_every_setting_with_its_default() -> None:
     """``serve --help`` lists each setting's flag and default."""
+    from armada_jobservice.cli.serve import default_text
     from armada_jobservice.server import config
 
     result = subprocess.run(
@@ -259,7 +260,7 @@ def test_help_documents_every_setting_with_its_default() -> None:
     text = " ".join(result.stdout.split())
     for name in config.field_names():
         assert "--" + name.replace("_", "-") in text
-        assert f"(default: {config.default_of(name)})" in text
+        assert f"(default: {default_text(name)})" in text
     assert "--grpc-port GRPC_PORT Port of the gRPC API (0 picks one). (default: 60003)" in text
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import logging.handlers
 import os
 import queue
 import signal
 import sys
+from collections.abc import Mapping
 
 from armada_jobservice._ready import Ready, remove_ready_file, write_ready_file
 from armada_jobservice.cli.exit_codes import ExitCode
@@ -17,6 +19,16 @@ from armada_jobservice.server import config
 from armada_jobservice.server.errors import ConfigError
 
 log = logging.getLogger("armada_jobservice")
+
+
+def default_text(name: str) -> str:
+    """How ``--help`` shows a setting's default: lists and mappings as the JSON a flag takes."""
+    default = config.default_of(name)
+    if isinstance(default, Mapping):
+        return json.dumps(dict(default))
+    if isinstance(default, tuple):
+        return json.dumps(list(default))
+    return str(default)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"{config.ENV_PREFIX}<SETTING> (e.g. {config.ENV_PREFIX}GRPC_PORT) and these flags."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", help="YAML file of settings")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file of settings, or the Go job service's config.yaml (docs/go-config.md)",
+    )
     parser.add_argument(
         "--ready-file",
         metavar="FILE",
@@ -41,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         kind = config.field_type(name)
         flag = "--" + name.replace("_", "-")
         help_text = config.field_help(name)
-        if "password" in name or name == "armada_token":
+        default = default_text(name)
+        if config.is_secret(name):
             help_text += " Prefer the environment or the config file over a flag for secrets."
         if kind is bool:
             parser.add_argument(
@@ -49,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 dest=name,
                 default=None,
                 action=argparse.BooleanOptionalAction,
-                help=help_text + f" (default: {config.default_of(name)})",
+                help=help_text + f" (default: {default})",
             )
         else:
             parser.add_argument(
@@ -58,19 +75,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 default=None,
                 metavar=name.upper(),
                 type=str,
-                help=help_text + f" (default: {config.default_of(name)})",
+                help=help_text + f" (default: {default})",
             )
     parser.set_defaults(handler=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> config.Settings:
-    """Merge defaults, --config, the environment and flags into Settings."""
+def settings_from_args(args: argparse.Namespace, notes: list[str] | None = None) -> config.Settings:
+    """Merge defaults, --config, the environment and flags into Settings.
+
+    Warnings about the config file (a Go job service file's keys that cannot
+    be honoured) are appended to *notes* when given, to be logged once
+    logging is set up.
+    """
     flags = {}
     for name in config.field_names():
         raw = getattr(args, name, None)
         if raw is not None:
             flags[name] = config.coerce(name, raw)
-    return config.load(args.config, overrides=flags)
+    return config.load(args.config, overrides=flags, notes=notes)
 
 
 def configure_logging(level: str) -> logging.handlers.QueueListener:
@@ -124,12 +146,15 @@ async def serve(settings: config.Settings, ready_file: str | None = None) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``serve``."""
+    notes: list[str] = []
     try:
-        settings = settings_from_args(args)
+        settings = settings_from_args(args, notes)
     except ConfigError as exc:
         print(f"armada-jobservice: bad setting {exc}", file=sys.stderr)
         return ExitCode.USAGE
     listener = configure_logging(settings.log_level)
+    for note in notes:
+        log.warning("%s", note)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows

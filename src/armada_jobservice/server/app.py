@@ -186,6 +186,8 @@ class JobServiceApp:
             raise
 
     async def _start_serving(self) -> None:
+        # The first Armada token before listening: a refusal stops start-up.
+        await self.upstream.start()
         access = make_access(self.settings, self.refusals, self.armada_check)
         #: Who may ask about what (None: anyone, about anything).
         self.access = access

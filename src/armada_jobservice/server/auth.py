@@ -196,6 +196,33 @@ class Access:
         return f"permission denied: {denied.identity} may not ask about queue {queue!r}"
 
 
+ACCESS_CHECKS = ("scopes", "armada")
+
+
+def validate_access(settings: Settings) -> None:
+    """Raise ``ConfigError`` naming the first access or per-identity setting that cannot work."""
+    if settings.grpc_tls_client_ca_file is not None and settings.grpc_tls_cert_file is None:
+        raise ConfigError(
+            "grpc_tls_client_ca_file", "client certificates need TLS: set grpc_tls_cert_file"
+        )
+    if settings.client_cert_scopes_file is not None and settings.grpc_tls_client_ca_file is None:
+        raise ConfigError(
+            "client_cert_scopes_file", "certificate scopes need grpc_tls_client_ca_file"
+        )
+    if settings.access_check not in ACCESS_CHECKS:
+        raise ConfigError("access_check", f"must be one of {', '.join(ACCESS_CHECKS)}")
+    for name in ("max_subscriptions_per_identity", "new_subscriptions_per_identity_burst"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise ConfigError(name, f"must be at least 1, got {value}")
+    rate = settings.new_subscriptions_per_identity_per_minute
+    if settings.new_subscriptions_per_identity_burst is not None and rate is None:
+        raise ConfigError(
+            "new_subscriptions_per_identity_burst",
+            "needs new_subscriptions_per_identity_per_minute",
+        )
+
+
 def _watch(path: str, parse: Any, setting: str, what: str) -> Any:
     watched = WatchedFile(path, parse, setting=setting, recheck_s=RECHECK_S)
     if not len(watched.get()):

@@ -8,6 +8,7 @@ reads argv and the environment; everything else receives a ``Settings``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import types
 import typing
@@ -19,7 +20,10 @@ from typing import Any
 import yaml
 
 from armada_jobservice._wire import DEFAULT_PORT
+from armada_jobservice.server.config_values import coerce_as
 from armada_jobservice.server.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "ARMADA_JOBSERVICE_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -119,6 +123,71 @@ class Settings:
         default=None,
         metadata=_help("File holding a bearer token for Armada; re-read when it changes."),
     )
+    armada_oidc_flow: str | None = field(
+        default=None,
+        metadata=_help(
+            "Reach Armada with an OpenID Connect token of this flow: client_credentials, "
+            "password or kubernetes (docs/security.md)."
+        ),
+    )
+    armada_oidc_provider_url: str | None = field(
+        default=None,
+        metadata=_help("The OpenID provider's URL (its discovery document is below it)."),
+    )
+    armada_oidc_client_id: str | None = field(
+        default=None, metadata=_help("OpenID client id of the job service.")
+    )
+    armada_oidc_client_secret: str | None = field(
+        default=None, metadata=_help("OpenID client secret (client_credentials flow).")
+    )
+    armada_oidc_client_secret_file: str | None = field(
+        default=None,
+        metadata=_help("File holding the OpenID client secret; re-read when it changes."),
+    )
+    armada_oidc_scopes: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "OpenID scopes to ask for: a YAML list, or JSON / comma-separated in the "
+            "environment and flags."
+        ),
+    )
+    armada_oidc_username: str | None = field(
+        default=None, metadata=_help("User name of the OpenID password flow.")
+    )
+    armada_oidc_password: str | None = field(
+        default=None, metadata=_help("Password of the OpenID password flow.")
+    )
+    armada_oidc_password_file: str | None = field(
+        default=None,
+        metadata=_help("File holding the password of the OpenID password flow; re-read."),
+    )
+    armada_k8s_token_file: str = field(
+        default="/var/run/secrets/kubernetes.io/serviceaccount/token",
+        metadata=_help(
+            "Service-account token the OpenID kubernetes flow exchanges, read at each "
+            "exchange (env K8S_SERVICEACCOUNT_TOKEN, when set, wins)."
+        ),
+    )
+    armada_exec_cmd: str | None = field(
+        default=None,
+        metadata=_help("Command whose standard output is Armada's bearer token (exec auth)."),
+    )
+    armada_exec_args: tuple[str, ...] = field(
+        default=(), metadata=_help("Arguments of armada_exec_cmd: a YAML list or JSON.")
+    )
+    armada_exec_env: Mapping[str, str] = field(
+        default_factory=lambda: types.MappingProxyType({}),
+        metadata=_help(
+            "Variables added to armada_exec_cmd's environment: a YAML mapping or JSON object."
+        ),
+    )
+    armada_exec_token_ttl_s: float = field(
+        default=300.0,
+        metadata=_help(
+            "How long an exec token is used when it is not a JWT with an exp claim "
+            "(it is also run again when Armada answers UNAUTHENTICATED)."
+        ),
+    )
 
     grpc_tls_cert_file: str | None = field(
         default=None,
@@ -135,58 +204,27 @@ class Settings:
             "docs/security.md); re-read when it changes. Unset: no token authentication."
         ),
     )
-    # Who may ask about what (docs/security.md): client certificates, scopes,
-    # Armada-decided access and per-identity limits.
+    # Who may ask about what, and how fast: docs/security.md.
     grpc_tls_client_ca_file: str | None = field(
-        default=None,
-        metadata=_help(
-            "PEM file of the CA that signs callers' client certificates: turns on mutual "
-            "TLS (every connection must present a certificate it signed). Needs "
-            "grpc_tls_cert_file."
-        ),
+        default=None, metadata=_help("PEM CA of callers' client certificates: mutual TLS.")
     )
     client_cert_scopes_file: str | None = field(
-        default=None,
-        metadata=_help(
-            "File mapping client certificate identities (subject CN, DNS or URI SAN) to "
-            "queues: IDENTITY [PATTERN[,PATTERN...]] per line; re-read when it changes. "
-            "Unset: any certificate the CA signed may ask about every queue."
-        ),
+        default=None, metadata=_help("IDENTITY [PATTERN,...] lines for client certificates.")
     )
     access_check: str = field(
-        default="scopes",
-        metadata=_help(
-            "scopes: the files above decide. armada: also ask Armada, with the caller's "
-            "own bearer token, whether it may watch the queue (needs a token per caller)."
-        ),
+        default="scopes", metadata=_help("scopes, or armada: Armada decides too, per caller.")
     )
     access_cache_s: float = field(
-        default=300.0,
-        metadata=_help(
-            "With access_check armada, how long Armada's verdict on a (caller, queue) is "
-            "kept, allowed or denied."
-        ),
+        default=300.0, metadata=_help("How long an Armada verdict on (caller, queue) is kept.")
     )
     max_subscriptions_per_identity: int | None = field(
-        default=None,
-        metadata=_help(
-            "Most subscriptions one caller identity may have opened and still open; "
-            "unset: no per-caller count (max_subscriptions still applies)."
-        ),
+        default=None, metadata=_help("Most open subscriptions one caller opened; unset: no cap.")
     )
     new_subscriptions_per_identity_per_minute: float | None = field(
-        default=None,
-        metadata=_help(
-            "Most new subscriptions one caller identity may open per minute, on average; "
-            "unset: no rate limit."
-        ),
+        default=None, metadata=_help("Most new subscriptions per caller and minute; unset: any.")
     )
     new_subscriptions_per_identity_burst: int | None = field(
-        default=None,
-        metadata=_help(
-            "How many new subscriptions a caller may open at once before the per-minute "
-            "rate applies (unset: the per-minute rate, at least 1)."
-        ),
+        default=None, metadata=_help("New subscriptions at once (default: the per-minute rate).")
     )
 
     def __post_init__(self) -> None:
@@ -245,46 +283,25 @@ def validate(settings: Settings) -> None:
         raise ConfigError("armada_url", f"must be host:port, got {settings.armada_url!r}")
     if (settings.armada_username is None) != (settings.armada_password is None):
         raise ConfigError("armada_username", "basic auth needs both a user name and a password")
-    auth_kinds = [
-        settings.armada_username is not None,
-        settings.armada_token is not None,
-        settings.armada_token_file is not None,
-    ]
-    if sum(auth_kinds) > 1:
-        raise ConfigError("armada_token", "choose one of basic auth, a token or a token file")
+    from armada_jobservice.server.armada_auth.rules import validate_armada_auth
+
+    validate_armada_auth(settings)
     if (settings.grpc_tls_cert_file is None) != (settings.grpc_tls_key_file is None):
         raise ConfigError("grpc_tls_cert_file", "serving TLS needs both a certificate and a key")
-    _validate_access(settings)
+    from armada_jobservice.server.auth import validate_access
+
+    validate_access(settings)
     if not settings.database.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError(
             "database", f"must be a sqlite:/// or postgresql:// URL, got {settings.database!r}"
         )
 
 
-ACCESS_CHECKS = ("scopes", "armada")
-
-
-def _validate_access(settings: Settings) -> None:
-    if settings.grpc_tls_client_ca_file is not None and settings.grpc_tls_cert_file is None:
-        raise ConfigError(
-            "grpc_tls_client_ca_file", "client certificates need TLS: set grpc_tls_cert_file"
-        )
-    if settings.client_cert_scopes_file is not None and settings.grpc_tls_client_ca_file is None:
-        raise ConfigError(
-            "client_cert_scopes_file", "certificate scopes need grpc_tls_client_ca_file"
-        )
-    if settings.access_check not in ACCESS_CHECKS:
-        raise ConfigError("access_check", f"must be one of {', '.join(ACCESS_CHECKS)}")
-    for name in ("max_subscriptions_per_identity", "new_subscriptions_per_identity_burst"):
-        value = getattr(settings, name)
-        if value is not None and value < 1:
-            raise ConfigError(name, f"must be at least 1, got {value}")
-    rate = settings.new_subscriptions_per_identity_per_minute
-    if settings.new_subscriptions_per_identity_burst is not None and rate is None:
-        raise ConfigError(
-            "new_subscriptions_per_identity_burst",
-            "needs new_subscriptions_per_identity_per_minute",
-        )
+def is_secret(name: str) -> bool:
+    """Whether a setting holds a secret, which no message may show."""
+    # The exec command's arguments and environment may carry keys of its own.
+    secret_names = ("armada_token", "armada_exec_args", "armada_exec_env")
+    return name in secret_names or name.endswith(("_password", "_secret"))
 
 
 def field_names() -> list[str]:
@@ -309,37 +326,19 @@ def field_type(name: str) -> type:
 
 def default_of(name: str) -> Any:
     """The default value of one setting."""
-    return next(f for f in dataclasses.fields(Settings) if f.name == name).default
+    f = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def coerce(name: str, value: Any) -> Any:
-    """Turn a raw value (a YAML scalar or an environment string) into the setting's type."""
-    kind = field_type(name)
-    if value is None:
-        return None
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if not isinstance(value, str | int | float):
-            raise ValueError(value)
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(name, f"expected {kind.__name__}, got {value!r}") from exc
+    """Turn a raw value (YAML, an environment string, a flag) into the setting's type.
+
+    Lists and mappings come as YAML lists and mappings, or as JSON text in the
+    environment and flags (a list also as comma-separated text).
+    """
+    return coerce_as(field_type(name), name, value, secret=is_secret(name))
 
 
 def _normalise_key(key: str) -> str:
@@ -358,8 +357,12 @@ def from_mapping(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
-def from_yaml(path: str | Path) -> dict[str, Any]:
-    """Read settings from a YAML file of ``key: value`` pairs."""
+def from_yaml(path: str | Path, notes: list[str] | None = None) -> dict[str, Any]:
+    """Read settings from a YAML file of ``key: value`` pairs, or the Go job service's YAML.
+
+    A Go job service file (``goconfig``) is translated; its warning (keys that
+    cannot be honoured) is appended to *notes*, or logged when *notes* is None.
+    """
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -372,6 +375,15 @@ def from_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path} must hold a mapping of settings")
+    from armada_jobservice.server.goconfig import is_go_config, translate
+
+    if is_go_config(data):
+        data, warning = translate(data, str(path))
+        if warning is not None:
+            if notes is None:
+                log.warning("%s", warning)
+            else:
+                notes.append(warning)
     return from_mapping(data, str(path))
 
 
@@ -386,11 +398,15 @@ def load(
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> Settings:
-    """Merge defaults, a YAML file, the environment and explicit overrides, in that order."""
+    """Merge defaults, a YAML file, the environment and explicit overrides, in that order.
+
+    Warnings about the file (see ``from_yaml``) go to *notes*, or to the log.
+    """
     merged: dict[str, Any] = {}
     if config_file is not None:
-        merged.update(from_yaml(config_file))
+        merged.update(from_yaml(config_file, notes))
     merged.update(from_env(environ))
     if overrides:
         merged.update({k: v for k, v in overrides.items() if v is not None})

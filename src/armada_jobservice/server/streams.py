@@ -116,7 +116,8 @@ class EventStreams:
         event = self.changes.event
         apply = js.apply
         monotonic = time.monotonic
-        call = self._stub.GetJobSetEvents(request, metadata=self.upstream.call_metadata())
+        sent = self.upstream.call_metadata()
+        call = self._stub.GetJobSetEvents(request, metadata=sent)
         stable = False
 
         def became_stable() -> None:
@@ -136,6 +137,8 @@ class EventStreams:
                     metrics.events_applied += 1
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
+            if code is grpc.StatusCode.UNAUTHENTICATED:
+                self.upstream.refused(sent)
             text = f"Armada event stream of {js.key}: {code.name}: {exc.details()}"
             js.mark_failing(time.monotonic(), text, refused=code in REFUSALS)
             metrics.count_reconnect(code.name)

@@ -1,27 +1,29 @@
 """The one shared connection to Armada, and the credentials sent on it.
 
-Credentials are those armadactl uses: HTTP basic (``authorization: basic
-base64(user:password)``) or a bearer token (``authorization: bearer TOKEN``),
-given directly or read from a file that is re-read when it changes. On a TLS
-channel they travel as gRPC call credentials; gRPC refuses call credentials
-on a plain-text channel, so there the same header is attached to each call.
+Credentials are those armadactl uses (``armada_auth``): HTTP basic
+(``authorization: basic base64(user:password)``) or a bearer token
+(``authorization: bearer TOKEN``) given directly, read from a file, or
+fetched and renewed in the background (OpenID Connect flows, an exec
+command). On a TLS channel they travel as gRPC call credentials; gRPC refuses
+call credentials on a plain-text channel, so there the same header is
+attached to each call. ``start()`` fetches the first token; ``close()`` stops
+the renewal and closes the channel.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
 import grpc
 
+from armada_jobservice.server.armada_auth import ArmadaAuthError, Credentials, Metadata
 from armada_jobservice.server.config import Settings
 from armada_jobservice.server.errors import ConfigError
-from armada_jobservice.server.watched_file import WatchedFile
 
 log = logging.getLogger(__name__)
 
-Metadata = tuple[tuple[str, str], ...]
+__all__ = ["CHANNEL_OPTIONS", "Credentials", "Metadata", "Upstream"]
 
 # Long-lived watch streams sit idle for hours: keepalive pings find a dead
 # connection. Armada (Go gRPC) refuses pings more often than every 5 minutes.
@@ -31,37 +33,6 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
-
-
-class Credentials:
-    """Produces the ``authorization`` header for calls to Armada, or nothing."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._static: str | None = None
-        self._file: WatchedFile[str] | None = None
-        if settings.armada_username is not None:
-            raw = f"{settings.armada_username}:{settings.armada_password}".encode()
-            self._static = "basic " + base64.b64encode(raw).decode()
-        elif settings.armada_token is not None:
-            self._static = "bearer " + settings.armada_token
-        elif settings.armada_token_file is not None:
-            # Read now: an unreadable file stops start-up, naming the setting.
-            self._file = WatchedFile(
-                settings.armada_token_file, str.strip, setting="armada_token_file"
-            )
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any credentials are configured."""
-        return self._static is not None or self._file is not None
-
-    def metadata(self) -> Metadata:
-        """The header to send now."""
-        if self._static is not None:
-            return (("authorization", self._static),)
-        if self._file is not None:
-            return (("authorization", "bearer " + self._file.get()),)
-        return ()
 
 
 class _AuthPlugin(grpc.AuthMetadataPlugin):  # type: ignore[misc]
@@ -111,6 +82,24 @@ class Upstream:
             )
         return grpc.aio.secure_channel(self.target, creds, options=CHANNEL_OPTIONS)
 
+    async def start(self) -> None:
+        """Fetch the first token of a renewed method.
+
+        A provider or command that refuses at start-up is a setting that cannot
+        work: ``ConfigError`` naming the method's setting and the refusal (the
+        service then exits with the code of a bad setting, for its supervisor to
+        restart it, rather than serving polls it cannot answer).
+        """
+        try:
+            await self.credentials.start()
+        except ArmadaAuthError as exc:
+            setting = "armada_exec_cmd" if exc.method == "exec" else "armada_oidc_flow"
+            raise ConfigError(setting, str(exc)) from None
+
+    def refused(self, sent: Metadata | None) -> None:
+        """Armada answered UNAUTHENTICATED to a call that carried *sent*: renew the token."""
+        self.credentials.invalidate(sent)
+
     def call_metadata(self) -> Metadata | None:
         """Metadata to pass on each call (plain text with credentials only)."""
         if self.tls or not self.credentials.enabled:
@@ -118,7 +107,8 @@ class Upstream:
         return self.credentials.metadata()
 
     async def close(self) -> None:
-        """Close the channel; idempotent."""
+        """Stop renewing tokens and close the channel; idempotent."""
+        await self.credentials.stop()
         if self._channel is not None:
             channel, self._channel = self._channel, None
             await channel.close(grace=None)

@@ -1,8 +1,13 @@
 """The fleet's table in PostgreSQL: who owns which job set, until when, and what followers read.
 
-Every query here runs on a connection and a thread of the fleet's own, so
-that renewing leases never waits behind a large flush on the store's
-thread. Times are the database's (``now()``), never a replica's clock.
+Every query here runs on the event loop (psycopg's asyncio connection), on
+connections of the fleet's own: one for leases, one for what followers and
+sweeps read. So renewing leases never waits behind a large flush on the
+store's thread nor behind a large read, and it takes its turn on the event
+loop like any poll. (On a thread of its own, a renewal was starved of the
+GIL for seconds while the event loop answered polls at full speed, which
+cost healthy replicas their leases.) Times are the database's (``now()``),
+never a replica's clock.
 
 ``job_set_owners`` holds one row per job set the fleet has been asked
 about: its owner (a replica name, NULL once released), the lease's epoch
@@ -17,9 +22,9 @@ version 2 (``store/migrations.py``).
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,6 +32,12 @@ from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.model import JobRow, JobSetKey
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: A fleet query slower than this is logged: leases are renewed every ttl/5.
+SLOW_S = 1.0
+#: The connection for claims, renewals and releases, and the one for reads.
+LEASES, READS = "leases", "reads"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,63 +76,125 @@ class Changes:
     horizon: int
 
 
+def _columns(keys: Iterable[JobSetKey]) -> tuple[list[str], list[str]]:
+    keys = list(keys)
+    return [k[0] for k in keys], [k[1] for k in keys]
+
+
+async def _lock_in_order(cur: Any, keys: Iterable[JobSetKey]) -> None:
+    """Lock the lease rows of *keys* for a change of their non-key columns, in key order.
+
+    Renewals, poll reports and releases of several replicas touch
+    overlapping rows; taking every row lock up front in one order means
+    they may wait for one another but never deadlock. ``FOR NO KEY UPDATE``
+    does not wait for a flush (``FOR KEY SHARE``); claims never wait at all.
+    """
+    await cur.execute(
+        """
+        SELECT 1 FROM job_set_owners o
+        JOIN unnest(%s::text[], %s::text[]) AS f(queue, job_set_id)
+          ON o.queue = f.queue AND o.job_set_id = f.job_set_id
+        ORDER BY o.queue, o.job_set_id
+        FOR NO KEY UPDATE OF o
+        """,
+        _columns(keys),
+    )
+
+
 class FleetDB:
-    """The fleet's queries on their own PostgreSQL connection and thread."""
+    """The fleet's queries, on its own PostgreSQL connections, on the event loop."""
 
     def __init__(self, url: str, owner: str) -> None:
         self.url = url
         #: This replica's name in ``job_set_owners.owner``.
         self.owner = owner
-        self._conn: Any = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobservice-fleet")
+        self._conns: dict[str, Any] = {}
+        self._locks = {LEASES: asyncio.Lock(), READS: asyncio.Lock()}
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- plumbing ----------------------------------------------------------
 
-    async def _run(self, fn: Callable[..., T], *args: object, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-
-    def _transaction(self, fn: Callable[[Any], T], *, snapshot: bool = False) -> T:
+    async def _connection(self, name: str) -> Any:
         import psycopg
 
-        if self._conn is None or self._conn.closed:
+        conn = self._conns.get(name)
+        if conn is None or conn.closed:
             try:
-                self._conn = psycopg.connect(
+                conn = await psycopg.AsyncConnection.connect(
                     self.url,
                     autocommit=False,
                     connect_timeout=5,
-                    application_name=f"armada-jobservice {self.owner} fleet",
+                    application_name=f"armada-jobservice {self.owner} fleet {name}",
                 )
             except psycopg.Error as exc:
                 raise StoreError(f"fleet: cannot connect to PostgreSQL: {exc}".strip()) from exc
-        conn = self._conn
-        try:
-            if snapshot:
-                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            else:
-                conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-            with conn.transaction(), conn.cursor() as cur:
-                return fn(cur)
-        except psycopg.OperationalError as exc:
-            conn.close()
-            raise StoreError(f"fleet: PostgreSQL: {exc}".strip()) from exc
-        except psycopg.Error as exc:
-            raise StoreError(f"fleet: PostgreSQL: {exc}".strip()) from exc
+            self._conns[name] = conn
+        return conn
+
+    def _drop(self, name: str) -> None:
+        """Forget a connection that may be mid-query; the next transaction opens another."""
+        conn = self._conns.pop(name, None)
+        if conn is not None and not conn.closed:
+            task = asyncio.get_running_loop().create_task(conn.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _transaction(
+        self, name: str, fn: Callable[[Any], Awaitable[T]], *, snapshot: bool = False
+    ) -> T:
+        """Run *fn* with a cursor in one transaction on connection *name*, one at a time."""
+        import psycopg
+
+        asked = time.monotonic()
+        async with self._locks[name]:
+            began = time.monotonic()
+            try:
+                conn = await self._connection(name)
+                level = (
+                    psycopg.IsolationLevel.REPEATABLE_READ
+                    if snapshot
+                    else psycopg.IsolationLevel.READ_COMMITTED
+                )
+                if conn.isolation_level != level:
+                    await conn.set_isolation_level(level)
+                async with conn.transaction(), conn.cursor() as cur:
+                    return await fn(cur)
+            except psycopg.OperationalError as exc:
+                self._drop(name)
+                raise StoreError(f"fleet: PostgreSQL: {exc}".strip()) from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"fleet: PostgreSQL: {exc}".strip()) from exc
+            except asyncio.CancelledError:
+                self._drop(name)
+                raise
+            finally:
+                now = time.monotonic()
+                if now - asked > SLOW_S:
+                    log.warning(
+                        "fleet query %s took %.1f s (%.1f s waiting for its connection)",
+                        getattr(fn, "__qualname__", "?").split(".<locals>")[0],
+                        now - asked,
+                        began - asked,
+                    )
 
     async def open(self) -> None:
         """Connect (the store created the fleet's table and columns)."""
-        await self._run(self._transaction, lambda cur: cur.execute("SELECT 1"))
+
+        async def ping(cur: Any) -> None:
+            await cur.execute("SELECT 1")
+
+        await self._transaction(LEASES, ping)
+        await self._transaction(READS, ping)
 
     async def close(self) -> None:
-        """Close the connection and stop the thread; idempotent."""
-
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await self._run(close)
-        self._executor.shutdown(wait=True)
+        """Close the connections; idempotent."""
+        for name in list(self._conns):
+            async with self._locks[name]:
+                conn = self._conns.pop(name, None)
+                if conn is not None:
+                    await conn.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     # -- leases ------------------------------------------------------------
 
@@ -129,30 +202,53 @@ class FleetDB:
         """Take the leases of *keys* that nobody holds (or whose lease expired)."""
         owner = self.owner
 
-        def claim(cur: Any) -> list[Claimed]:
+        async def claim(cur: Any) -> list[Claimed]:
             won = []
-            for queue, job_set_id in keys:
-                cur.execute(
+            for queue, job_set_id in sorted(keys):
+                await cur.execute(
                     """
                     INSERT INTO job_set_owners AS o (queue, job_set_id, owner, epoch, expires_at)
                     VALUES (%s, %s, %s, 1, now() + make_interval(secs => %s))
-                    ON CONFLICT (queue, job_set_id) DO UPDATE SET
-                        owner = excluded.owner, epoch = o.epoch + 1,
-                        expires_at = excluded.expires_at,
-                        failure = NULL, refused = false, failing_since = NULL
-                    WHERE o.owner IS NULL OR o.expires_at < now()
+                    ON CONFLICT (queue, job_set_id) DO NOTHING
                     RETURNING o.epoch,
                         (SELECT last_message_id FROM job_sets j
                          WHERE j.queue = o.queue AND j.job_set_id = o.job_set_id)
                     """,
                     (queue, job_set_id, owner, ttl_s),
                 )
-                row = cur.fetchone()
+                row = await cur.fetchone()
+                if row is not None:
+                    won.append(Claimed(JobSetKey(queue, job_set_id), int(row[0]), row[1]))
+                    continue
+                # Only a row free to take is locked, and never waited for: one the
+                # owner is flushing (FOR KEY SHARE) or another replica is claiming
+                # is left for the next round. Holding FOR UPDATE, the position read
+                # is the last one a fenced owner could write.
+                await cur.execute(
+                    """
+                    UPDATE job_set_owners o SET
+                        owner = %s, epoch = o.epoch + 1,
+                        expires_at = now() + make_interval(secs => %s),
+                        failure = NULL, refused = false, failing_since = NULL
+                    FROM (
+                        SELECT queue, job_set_id FROM job_set_owners
+                        WHERE queue = %s AND job_set_id = %s
+                          AND (owner IS NULL OR expires_at < now())
+                        FOR UPDATE SKIP LOCKED
+                    ) AS free
+                    WHERE o.queue = free.queue AND o.job_set_id = free.job_set_id
+                    RETURNING o.epoch,
+                        (SELECT last_message_id FROM job_sets j
+                         WHERE j.queue = o.queue AND j.job_set_id = o.job_set_id)
+                    """,
+                    (owner, ttl_s, queue, job_set_id),
+                )
+                row = await cur.fetchone()
                 if row is not None:
                     won.append(Claimed(JobSetKey(queue, job_set_id), int(row[0]), row[1]))
             return won
 
-        return await self._run(self._transaction, claim)
+        return await self._transaction(LEASES, claim)
 
     async def ask(self, keys: Sequence[JobSetKey]) -> None:
         """Record that *keys* were polled here though this replica will not own them.
@@ -163,17 +259,26 @@ class FleetDB:
         if not keys:
             return
 
-        def ask(cur: Any) -> None:
-            cur.execute(
+        async def ask(cur: Any) -> None:
+            await cur.execute(
                 """
                 INSERT INTO job_set_owners (queue, job_set_id)
-                SELECT * FROM unnest(%s::text[], %s::text[])
-                ON CONFLICT (queue, job_set_id) DO UPDATE SET last_poll_at = now()
+                SELECT * FROM unnest(%s::text[], %s::text[]) AS f ORDER BY 1, 2
+                ON CONFLICT (queue, job_set_id) DO NOTHING
                 """,
-                ([k[0] for k in keys], [k[1] for k in keys]),
+                _columns(keys),
+            )
+            await _lock_in_order(cur, keys)
+            await cur.execute(
+                """
+                UPDATE job_set_owners o SET last_poll_at = now()
+                FROM unnest(%s::text[], %s::text[]) AS f(queue, job_set_id)
+                WHERE o.queue = f.queue AND o.job_set_id = f.job_set_id
+                """,
+                _columns(keys),
             )
 
-        await self._run(self._transaction, ask)
+        await self._transaction(LEASES, ask)
 
     async def renew(
         self,
@@ -191,31 +296,32 @@ class FleetDB:
         owner = self.owner
         polled = list(polled)
 
-        def renew(cur: Any) -> Renewal:
+        async def renew(cur: Any) -> Renewal:
+            await _lock_in_order(cur, [*owned, *polled])
             if polled:
-                cur.execute(
+                await cur.execute(
                     """
-                    UPDATE job_set_owners SET last_poll_at = now()
-                    WHERE (queue, job_set_id) IN (
-                        SELECT * FROM unnest(%s::text[], %s::text[]))
+                    UPDATE job_set_owners o SET last_poll_at = now()
+                    FROM unnest(%s::text[], %s::text[]) AS f(queue, job_set_id)
+                    WHERE o.queue = f.queue AND o.job_set_id = f.job_set_id
                     """,
-                    ([k[0] for k in polled], [k[1] for k in polled]),
+                    _columns(polled),
                 )
             for (queue, job_set_id), failure in failures.items():
                 if failure is None:
-                    cur.execute(
+                    await cur.execute(
                         "UPDATE job_set_owners SET failure = NULL, refused = false, "
                         "failing_since = NULL WHERE queue = %s AND job_set_id = %s AND owner = %s",
                         (queue, job_set_id, owner),
                     )
                 else:
-                    cur.execute(
+                    await cur.execute(
                         "UPDATE job_set_owners SET failure = %s, refused = %s, "
                         "failing_since = COALESCE(failing_since, now()) "
                         "WHERE queue = %s AND job_set_id = %s AND owner = %s",
                         (failure.text, failure.refused, queue, job_set_id, owner),
                     )
-            cur.execute(
+            await cur.execute(
                 """
                 UPDATE job_set_owners o SET expires_at = now() + make_interval(secs => %s)
                 FROM unnest(%s::text[], %s::text[]) AS f(queue, job_set_id)
@@ -227,13 +333,13 @@ class FleetDB:
                 (ttl_s, [k[0] for k in owned], [k[1] for k in owned], owner),
             )
             held, ago = {}, {}
-            for queue, job_set_id, epoch, polled_ago in cur.fetchall():
+            for queue, job_set_id, epoch, polled_ago in await cur.fetchall():
                 key = JobSetKey(queue, job_set_id)
                 held[key] = int(epoch)
                 ago[key] = float(polled_ago)
             return Renewal(held, ago)
 
-        return await self._run(self._transaction, renew)
+        return await self._transaction(LEASES, renew)
 
     async def release(self, keys: Sequence[JobSetKey]) -> int:
         """Give up the leases of *keys* at once, so another replica may take them."""
@@ -241,8 +347,9 @@ class FleetDB:
         if not keys:
             return 0
 
-        def release(cur: Any) -> int:
-            cur.execute(
+        async def release(cur: Any) -> int:
+            await _lock_in_order(cur, keys)
+            await cur.execute(
                 """
                 UPDATE job_set_owners SET owner = NULL, expires_at = now()
                 WHERE owner = %s AND (queue, job_set_id) IN (
@@ -252,13 +359,13 @@ class FleetDB:
             )
             return int(cur.rowcount)
 
-        return await self._run(self._transaction, release)
+        return await self._transaction(LEASES, release)
 
     async def orphans(self, polled_within_s: float, limit: int) -> list[tuple[JobSetKey, float]]:
         """Job sets polled lately whose lease nobody holds, with seconds since their last poll."""
 
-        def read(cur: Any) -> list[tuple[JobSetKey, float]]:
-            cur.execute(
+        async def read(cur: Any) -> list[tuple[JobSetKey, float]]:
+            await cur.execute(
                 """
                 SELECT queue, job_set_id, extract(epoch FROM now() - last_poll_at)::float8
                 FROM job_set_owners
@@ -268,9 +375,9 @@ class FleetDB:
                 """,
                 (polled_within_s, limit),
             )
-            return [(JobSetKey(q, s), max(0.0, float(ago))) for q, s, ago in cur.fetchall()]
+            return [(JobSetKey(q, s), max(0.0, float(ago))) for q, s, ago in (await cur.fetchall())]
 
-        return await self._run(self._transaction, read)
+        return await self._transaction(READS, read)
 
     # -- followers ---------------------------------------------------------
 
@@ -284,13 +391,13 @@ class FleetDB:
         queues = [k[0] for k in followed]
         ids = [k[1] for k in followed]
 
-        def read(cur: Any) -> Changes:
-            cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            xmin = int(cur.fetchone()[0])
+        async def read(cur: Any) -> Changes:
+            await cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            xmin = int((await cur.fetchone())[0])
             rows: list[tuple[JobSetKey, JobRow]] = []
             failures: dict[JobSetKey, Failure] = {}
             if followed:
-                cur.execute(
+                await cur.execute(
                     """
                     SELECT j.queue, j.job_set_id, j.job_id, j.state, j.error FROM jobs j
                     JOIN unnest(%s::text[], %s::text[]) AS f(queue, job_set_id)
@@ -299,8 +406,9 @@ class FleetDB:
                     """,
                     (queues, ids, str(horizon)),
                 )
-                rows = [(JobSetKey(q, s), JobRow(j, st, e)) for q, s, j, st, e in cur.fetchall()]
-                cur.execute(
+                found = await cur.fetchall()
+                rows = [(JobSetKey(q, s), JobRow(j, st, e)) for q, s, j, st, e in found]
+                await cur.execute(
                     """
                     SELECT o.queue, o.job_set_id, o.failure, o.refused,
                         extract(epoch FROM now() - o.failing_since)::float8,
@@ -313,7 +421,7 @@ class FleetDB:
                     """,
                     (queues, ids),
                 )
-                for q, s, text, refused, for_s, held, unheld_for in cur.fetchall():
+                for q, s, text, refused, for_s, held, unheld_for in await cur.fetchall():
                     key = JobSetKey(q, s)
                     if held:
                         failures[key] = Failure(text, bool(refused), float(for_s or 0.0))
@@ -327,13 +435,13 @@ class FleetDB:
                         )
             return Changes(rows, failures, xmin)
 
-        return await self._run(self._transaction, read, snapshot=True)
+        return await self._transaction(READS, read, snapshot=True)
 
     async def horizon(self) -> int:
         """The current horizon: rows older than it are all visible to a read now."""
 
-        def read(cur: Any) -> int:
-            cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            return int(cur.fetchone()[0])
+        async def read(cur: Any) -> int:
+            await cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            return int((await cur.fetchone())[0])
 
-        return await self._run(self._transaction, read)
+        return await self._transaction(READS, read)

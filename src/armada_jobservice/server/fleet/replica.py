@@ -78,10 +78,9 @@ class Fleet:
         self.sweep_s = sweep_s
         self.follow_s = follow_s
         self._subs: SubscriptionManager | None = None
-        #: Epoch of each lease held, its local deadline, when it was claimed.
+        #: Epoch of each lease held, and its local deadline.
         self._owned: dict[JobSetKey, int] = {}
         self._deadline: dict[JobSetKey, float] = {}
-        self._claimed_at: dict[JobSetKey, float] = {}
         #: Set when the lease of an owned job set is lost; its driver stops streaming.
         self._lost: dict[JobSetKey, asyncio.Event] = {}
         #: Drivers waiting to try a claim again (set by the sweep when it sees the job set free).
@@ -258,7 +257,6 @@ class Fleet:
     def _forget(self, key: JobSetKey) -> None:
         self._owned.pop(key, None)
         self._deadline.pop(key, None)
-        self._claimed_at.pop(key, None)
         self._reported.pop(key, None)
         self._remote_poll.pop(key, None)
         lost = self._lost.pop(key, None)
@@ -299,7 +297,6 @@ class Fleet:
                 key = claimed.key
                 self._owned[key] = claimed.epoch
                 self._deadline[key] = sent + self.lease_ttl_s - self.fence_margin_s
-                self._claimed_at[key] = sent
                 self._lost[key] = asyncio.Event()
                 self.claims_won += 1
             if asks:
@@ -364,7 +361,10 @@ class Fleet:
         )
         failures: dict[JobSetKey, Failure | None] = {}
         job_sets = subs.job_sets if subs is not None else {}
-        for key in self._owned:
+        # The leases this renewal is about: one claimed while it is on its way
+        # is not in it, and must not be judged by its answer.
+        owned = dict(self._owned)
+        for key in owned:
             js = job_sets.get(key)
             report = js.failure if js is not None else None
             if report != self._reported.get(key):
@@ -372,16 +372,16 @@ class Fleet:
         sent = time.monotonic()
         # Only the leases known here are renewed: one whose claim's answer was lost
         # (the connection broke at commit) expires and is swept up as any other.
-        renewal = await self.db.renew(self.lease_ttl_s, list(self._owned), polled, failures)
+        renewal = await self.db.renew(self.lease_ttl_s, list(owned), polled, failures)
         self._last_renewal = sent
         for key, failure in failures.items():
             if key in self._owned:
                 self._reported[key] = None if failure is None else (failure.text, failure.refused)
         now = time.monotonic()
-        for key in list(self._owned):
-            if self._claimed_at.get(key, 0.0) > sent:
-                continue  # claimed after this renewal was sent
-            if renewal.held.get(key) != self._owned[key]:
+        for key, epoch in owned.items():
+            if self._owned.get(key) != epoch:
+                continue  # released, lost or claimed anew meanwhile
+            if renewal.held.get(key) != epoch:
                 self.lose(key, "the database no longer names this replica its owner")
                 continue
             self._deadline[key] = sent + self.lease_ttl_s - self.fence_margin_s

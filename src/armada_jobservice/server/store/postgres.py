@@ -85,8 +85,11 @@ class PostgresStore(SQLStore):
     def _fenced(self, cur: Any, batch: Sequence[JobSetWrite]) -> set[JobSetKey]:
         """Entries with rows or a position whose lease (owner and epoch) no longer holds.
 
-        The lease rows are read ``FOR SHARE``: a replica taking a job set over
-        waits until this transaction commits, and then reads its position.
+        The lease rows are read ``FOR KEY SHARE``: a replica taking a job set
+        over locks its row ``FOR UPDATE SKIP LOCKED``, so it does not take a
+        job set while its owner's flush is under way, and a flush that starts
+        after the claim waits for it and then finds itself fenced. Renewals
+        (which change no key) never wait for a flush.
         """
         if self.owner is None:
             return set()
@@ -99,7 +102,8 @@ class PostgresStore(SQLStore):
             JOIN unnest(%s::text[], %s::text[]) AS f(queue, job_set_id)
               ON o.queue = f.queue AND o.job_set_id = f.job_set_id
             WHERE o.owner = %s AND o.expires_at > now()
-            FOR SHARE OF o
+            ORDER BY o.queue, o.job_set_id
+            FOR KEY SHARE OF o
             """,
             ([e.key[0] for e in fenced], [e.key[1] for e in fenced], self.owner),
         )
