@@ -2,7 +2,10 @@
 
 It keeps one ordered log of ``EventStreamMessage`` per (queue, job set),
 serves ``GetJobSetEvents`` with ``watch`` and ``from_message_id`` as Armada
-does, records every request, and can be told to refuse or break streams.
+does, records every request, and can be told to refuse or break streams. A
+log may also hold ``RawMessage`` bytes, sent as they are: what Armada's
+protobuf version could send and ours cannot build (unknown event kinds and
+fields, or bytes no protobuf library would produce).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import grpc
 from armada_client.armada import event_pb2, event_pb2_grpc, health_pb2
+from google.protobuf import empty_pb2
 
 
 @dataclass
@@ -27,6 +31,21 @@ class Faults:
     break_after: int | None = None
     #: ``authorization`` values answered UNAUTHENTICATED, as Armada answers an expired token.
     refuse_authorization: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """Serialized bytes sent as one ``EventStreamMessage``; *id* is what resuming matches."""
+
+    id: str
+    data: bytes
+
+
+def _serialize(message: Any) -> bytes:
+    if isinstance(message, RawMessage):
+        return message.data
+    data: bytes = message.SerializeToString()
+    return data
 
 
 @dataclass
@@ -72,6 +91,15 @@ class FakeArmada:
             )
         )
         log.append(event_pb2.EventStreamMessage(id=message_id, message=message))
+        self._wake()
+        return message_id
+
+    def publish_raw(self, queue: str, job_set_id: str, message_id: str, data: bytes) -> None:
+        """Append bytes sent as they are, resumable after *message_id*, and wake watchers."""
+        self.logs.setdefault((queue, job_set_id), []).append(RawMessage(message_id, data))
+        self._wake()
+
+    def _wake(self) -> None:
         assert self._changed is not None
         cond = self._changed
 
@@ -80,7 +108,6 @@ class FakeArmada:
                 cond.notify_all()
 
         asyncio.get_running_loop().create_task(notify())
-        return message_id
 
     def stream_requests(self, queue: str, job_set_id: str) -> list[Any]:
         """The GetJobSetEvents requests seen for one job set, in order."""
@@ -90,7 +117,24 @@ class FakeArmada:
         """Serve on 127.0.0.1, on a free port."""
         self._changed = asyncio.Condition()
         self._server = grpc.aio.server()
-        event_pb2_grpc.add_EventServicer_to_server(_EventServicer(self), self._server)
+        servicer = _EventServicer(self)
+        # Registered by hand, not with the generated helper, for a serializer
+        # that lets raw bytes through.
+        handlers = {
+            "GetJobSetEvents": grpc.unary_stream_rpc_method_handler(
+                servicer.GetJobSetEvents,
+                request_deserializer=event_pb2.JobSetRequest.FromString,
+                response_serializer=_serialize,
+            ),
+            "Health": grpc.unary_unary_rpc_method_handler(
+                servicer.Health,
+                request_deserializer=empty_pb2.Empty.FromString,
+                response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+            ),
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("api.Event", handlers),)
+        )
         if self.tls is None:
             self.port = self._server.add_insecure_port("127.0.0.1:0")
         else:

@@ -131,3 +131,8 @@ def armada_token_fetches(app: JobServiceApp) -> int:
     """How many tokens the service fetched for Armada (OpenID flows, exec) since start."""
     refresher = app.upstream.credentials.refresher
     return 0 if refresher is None else refresher.fetches
+
+
+def unsubscribe_all(app: JobServiceApp) -> int:
+    """End every subscription at once, as if none had been polled for the expiry time."""
+    return app.subscriptions.expire_idle(float("inf"))

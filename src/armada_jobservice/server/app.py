@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
+from armada_jobservice._gen import jobservice_pb2
 from armada_jobservice.server.armada_check import ArmadaAccessCheck
 from armada_jobservice.server.auth import Access, make_access
 from armada_jobservice.server.changes import ChangeTracker
@@ -33,7 +33,7 @@ from armada_jobservice.server.limits import IdentityLimits
 from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.refusals import Refusals
-from armada_jobservice.server.servicer import JobServiceServicer
+from armada_jobservice.server.servicer import JobServiceServicer, add_to_server
 from armada_jobservice.server.store import Store, open_store
 from armada_jobservice.server.store.postgres import PostgresStore
 from armada_jobservice.server.store.thread import AsyncStore
@@ -217,9 +217,7 @@ class JobServiceApp:
             limits=self.limits,
             refusals=self.refusals,
         )
-        jobservice_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            servicer, server
-        )
+        add_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -155,14 +155,17 @@ class JobSet:
         state with no text; they take a short path on plain ints that gives
         what ``map_event`` and ``next_state`` give. The rest take those rules.
         """
-        self._last_message_id = message_id
+        # An id that is empty or holds NUL (PostgreSQL cannot store it) is no
+        # position: a resume from the one before brings this event again.
+        if message_id and "\0" not in message_id:
+            self._last_message_id = message_id
         self._last_event = now
         kind = message.WhichOneof("events")
         target = _STATE_OF_KIND.get(kind)
         if target is None:
             return self._apply_rule(message)
         job_id = getattr(message, kind).job_id
-        if not job_id:
+        if not job_id or "\0" in job_id:
             return False
         states = self._states
         current = states.get(job_id)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import WireState
@@ -30,7 +32,9 @@ from armada_jobservice.server.subscriptions import SubscriptionLimitReached, Sub
 
 MAX_ID_LENGTH = 1024
 
+_Request = jobservice_pb2.JobServiceRequest
 _Response = jobservice_pb2.JobServiceResponse
+_SERVICE = jobservice_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 _CONNECTION_ERR = int(WireState.CONNECTION_ERR)
 _PLAIN = tuple(_Response(state=int(s)) for s in WireState)  # type: ignore[arg-type]
 
@@ -42,7 +46,33 @@ def invalid_field(queue: str, job_set_id: str, job_id: str) -> str | None:
             return f"{name} must not be empty"
         if len(value) > MAX_ID_LENGTH:
             return f"{name} is longer than {MAX_ID_LENGTH} characters ({len(value)})"
+        if "\0" in value:
+            # No Armada name holds one, and PostgreSQL cannot store one.
+            return f"{name} must not contain NUL characters"
     return None
+
+
+def parse_request(data: bytes) -> Any:
+    """The request in *data*, or None when the bytes are no ``JobServiceRequest`` (bad UTF-8)."""
+    try:
+        return _Request.FromString(data)
+    except DecodeError:
+        return None
+
+
+def add_to_server(servicer: JobServiceServicer, server: grpc.aio.Server) -> None:
+    """Serve *servicer*'s rpcs; a request that cannot be parsed reaches it as None."""
+    handler = grpc.unary_unary_rpc_method_handler
+    handlers = {
+        "GetJobStatus": handler(servicer.GetJobStatus, parse_request, _Response.SerializeToString),
+        "Health": handler(
+            servicer.Health,
+            empty_pb2.Empty.FromString,
+            jobservice_pb2.HealthCheckResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
+    server.add_registered_method_handlers(_SERVICE, handlers)
 
 
 class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
@@ -71,6 +101,11 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
 
     async def GetJobStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Answer the cached state of one job, subscribing to its job set on first sight."""
+        if request is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "not a JobServiceRequest: queue, job_set_id and job_id must be UTF-8",
+            )
         # Each protobuf field read costs; read each once.
         queue, job_set_id, job_id = request.queue, request.job_set_id, request.job_id
         invalid = (
@@ -78,6 +113,9 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
             or len(queue) > MAX_ID_LENGTH
             or len(job_set_id) > MAX_ID_LENGTH
             or len(job_id) > MAX_ID_LENGTH
+            or "\0" in queue
+            or "\0" in job_set_id
+            or "\0" in job_id
         )
         identity = ANONYMOUS
         access = self._access

@@ -37,12 +37,26 @@ STATE_OF_KIND = {
 }
 
 
+#: The longest error text kept and answered (characters); Armada may send MBs.
+MAX_ERROR_LENGTH = 16_384
+
+
+def bounded(text: str) -> str:
+    """*text* as it is kept: NUL (which PostgreSQL cannot store) replaced, cut to the limit."""
+    text = text.replace("\0", "\ufffd")
+    if len(text) > MAX_ERROR_LENGTH:
+        text = f"{text[:MAX_ERROR_LENGTH]}... ({len(text) - MAX_ERROR_LENGTH} characters cut)"
+    return text
+
+
 def failure_text(event: Any) -> str:
     """Describe a ``JobFailedEvent``: its reason, cause and non-zero exit codes."""
     parts = [event.reason or "job failed"]
     details = []
     if event.cause:
-        details.append("cause: " + event_pb2.Cause.Name(event.cause))
+        # A newer Armada may send a cause this client's enum does not name.
+        cause = event_pb2.Cause.DESCRIPTOR.values_by_number.get(event.cause)
+        details.append(f"cause: {cause.name if cause else event.cause}")
     codes = {name: code for name, code in event.exit_codes.items() if code != 0}
     for status in event.container_statuses:
         if status.exitCode != 0:
@@ -86,17 +100,18 @@ def map_event(message: Any) -> Transition | None:
         return None
     event = getattr(message, kind)
     job_id = getattr(event, "job_id", "")
-    if not job_id:
+    # No poll can name a job id with NUL, and PostgreSQL cannot store one.
+    if not job_id or "\0" in job_id:
         return None
     simple = STATE_OF_KIND.get(kind)
     if simple is not None:
         return Transition(job_id, simple, None)
     if kind == "failed":
-        return Transition(job_id, WireState.FAILED, failure_text(event))
+        return Transition(job_id, WireState.FAILED, bounded(failure_text(event)))
     if kind == "cancelled":
-        return Transition(job_id, WireState.CANCELLED, cancellation_text(event))
+        return Transition(job_id, WireState.CANCELLED, bounded(cancellation_text(event)))
     if kind == "preempted":
-        return Transition(job_id, WireState.FAILED, preemption_text(event))
+        return Transition(job_id, WireState.FAILED, bounded(preemption_text(event)))
     return Transition(job_id, None, None)
 
 

@@ -129,6 +129,8 @@ class EventStreams:
         received = 0
         try:
             async for msg in call:
+                if msg is None:  # what gRPC yields for bytes protobuf cannot parse
+                    raise ValueError("Armada sent a message that cannot be parsed")
                 if received == 0 and js.failing_since is not None:
                     js.mark_healthy()
                 received += 1
