@@ -14,6 +14,7 @@ from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice.server.app import JobServiceApp
 from armada_jobservice.server.armada_check import PROBE_JOB_SET
 from armada_jobservice.server.config import Settings
+from armada_jobservice.server.refusals import Reason
 from armada_jobservice.sim import ArmadaSimulator
 from armada_jobservice.sim import parse_permissions as parse_token_scopes
 
@@ -116,8 +117,8 @@ async def test_armada_decides_per_caller_and_queue_once_per_cache_period(
     assert len(watched) == 1
     assert await ask("mallory-token", "team-a") == "UNAUTHENTICATED"
     assert await ask(None, "team-a") == "UNAUTHENTICATED"
-    assert app.refusals.counts["armada_denied"] == 2  # type: ignore[index]
-    assert app.refusals.counts["unauthenticated"] == 2  # type: ignore[index]
+    assert app.refusals.counts[Reason.ARMADA_DENIED] == 2
+    assert app.refusals.counts[Reason.UNAUTHENTICATED] == 2
 
 
 async def test_a_verdict_expires_after_access_cache_s(
@@ -141,7 +142,7 @@ async def test_armada_unreachable_answers_unavailable_and_is_not_kept(
     assert await ask("alice-token", "team-a") == "UNAVAILABLE"
     sim.faults.available()
     assert await ask("alice-token", "team-a") == "JOB_ID_NOT_FOUND"
-    assert app.refusals.counts["armada_unavailable"] == 1  # type: ignore[index]
+    assert app.refusals.counts[Reason.ARMADA_UNAVAILABLE] == 1
 
 
 async def test_the_simulator_without_permissions_lets_everyone_in(
@@ -207,8 +208,8 @@ async def test_with_a_tokens_file_the_local_scope_is_checked_first(
             assert await code("alice-token", "team-b") == "PERMISSION_DENIED"  # Armada's no
             assert await code("bob-token", "team-b") == "PERMISSION_DENIED"  # the file's no
             assert await code("svc-token", "team-a") == "UNAUTHENTICATED"  # not listed here
-        assert service.refusals.counts["out_of_scope"] == 1  # type: ignore[index]
-        assert service.refusals.counts["armada_denied"] == 1  # type: ignore[index]
+        assert service.refusals.counts[Reason.OUT_OF_SCOPE] == 1
+        assert service.refusals.counts[Reason.ARMADA_DENIED] == 1
     # Armada was asked about Alice's two queues only.
     assert sorted(r.queue for r in sim.stream_requests if r.job_set_id == PROBE_JOB_SET) == [
         "team-a",

@@ -27,8 +27,6 @@ State = jobservice_pb2.JobServiceResponse
 REQUEST = jobservice_pb2.JobServiceRequest(queue="q", job_set_id="s", job_id="j")
 TOKENS = "# airflow\ntok-a team-a-*,shared name=airflow-a\ntok-b team-b\ntok-all\n"
 
-Poll = Callable[..., Awaitable[str]]
-
 
 async def call(port: int, token: str | None) -> grpc.StatusCode:
     """The status code of one GetJobStatus call with an optional bearer token."""
@@ -43,29 +41,37 @@ async def call(port: int, token: str | None) -> grpc.StatusCode:
         return grpc.StatusCode.OK
 
 
-@pytest.fixture
-async def poll() -> AsyncIterator[Poll]:
-    """Poll with the real client as a given token: the state's name, or the error's code."""
-    clients: dict[str, AsyncJobServiceClient] = {}
-    details: list[str] = []
+class Poller:
+    """Polls with the real client as a given token: the state's name, or the error's code."""
 
-    async def one(port: int, token: str, queue: str, job_set: str = "s", job: str = "j") -> str:
-        if token not in clients:
-            clients[token] = AsyncJobServiceClient(
+    def __init__(self) -> None:
+        self.clients: dict[str, AsyncJobServiceClient] = {}
+        #: The status details of every refusal, in order.
+        self.details: list[str] = []
+
+    async def __call__(
+        self, port: int, token: str, queue: str, job_set: str = "s", job: str = "j"
+    ) -> str:
+        if token not in self.clients:
+            self.clients[token] = AsyncJobServiceClient(
                 f"127.0.0.1:{port}",
                 call_credentials=grpc.access_token_call_credentials(token),
                 call_timeout_s=10,
             )
         try:
-            status = await clients[token].get_job_status(queue, job_set, job)
+            status = await self.clients[token].get_job_status(queue, job_set, job)
         except RPCError as exc:
-            details.append(exc.details)
+            self.details.append(exc.details)
             return exc.code
         return status.state.name
 
-    one.details = details  # type: ignore[attr-defined]
-    yield one
-    for client in clients.values():
+
+@pytest.fixture
+async def poll() -> AsyncIterator[Poller]:
+    """A ``Poller`` whose clients are closed at teardown."""
+    poller = Poller()
+    yield poller
+    for client in poller.clients.values():
         await client.close()
 
 
@@ -131,7 +137,7 @@ async def test_a_queue_outside_the_scope_is_denied_alike_and_opens_no_stream(
     serve: Callable[..., Awaitable[JobServiceApp]],
     armada: FakeArmada,
     tmp_path: Path,
-    poll: Poll,
+    poll: Poller,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """PERMISSION_DENIED, the same text for a job set that exists and one that does not.
@@ -154,7 +160,7 @@ async def test_a_queue_outside_the_scope_is_denied_alike_and_opens_no_stream(
         assert await poll(port, "tok-a", "team-b", "missing") == "PERMISSION_DENIED"
         assert await poll(port, "tok-b", "team-a-1", "missing") == "PERMISSION_DENIED"
         assert await poll(port, "nobody", "team-b", "missing") == "UNAUTHENTICATED"
-    details = poll.details  # type: ignore[attr-defined]
+    details = poll.details
     assert (
         details[0] == details[1] == "permission denied: airflow-a may not ask about queue 'team-b'"
     )
@@ -181,7 +187,7 @@ async def test_a_queue_outside_the_scope_is_denied_alike_and_opens_no_stream(
 async def test_scopes_change_with_the_file_and_a_bad_rewrite_keeps_them(
     serve: Callable[..., Awaitable[JobServiceApp]],
     tmp_path: Path,
-    poll: Poll,
+    poll: Poller,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A rewritten file moves scopes without a restart; a malformed one changes nothing."""

@@ -11,6 +11,7 @@ import pytest
 
 from armada_jobservice import AsyncJobServiceClient, RPCError
 from armada_jobservice.server.app import JobServiceApp
+from armada_jobservice.server.refusals import Reason
 
 from ..fake_armada import FakeArmada
 from ..helpers import eventually
@@ -84,7 +85,7 @@ async def test_one_caller_past_its_count_does_not_stop_the_others(
     assert len(audit) == 1
     assert "identity=airflow-a" in audit[0]
     assert "reason=subscription_count" in audit[0]
-    assert app.refusals.counts["subscription_count"] == 1  # type: ignore[index]
+    assert app.refusals.counts[Reason.SUBSCRIPTION_COUNT] == 1
 
 
 async def test_the_rate_limits_bursts_of_new_job_sets_per_caller(
@@ -109,7 +110,7 @@ async def test_the_rate_limits_bursts_of_new_job_sets_per_caller(
     assert "new_subscriptions_per_identity_per_minute=1" in details[0]
     assert await poll("tok-a", "a1") == "JOB_ID_NOT_FOUND"
     assert await poll("tok-b", "b1") == "JOB_ID_NOT_FOUND"
-    assert app.refusals.counts["subscription_rate"] == 1  # type: ignore[index]
+    assert app.refusals.counts[Reason.SUBSCRIPTION_RATE] == 1
 
 
 async def test_without_client_auth_everyone_shares_the_anonymous_identity(
