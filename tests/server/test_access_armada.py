@@ -72,11 +72,13 @@ async def ask(app: JobServiceApp) -> AsyncIterator[Ask]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}")
     stub = jobservice_pb2_grpc.JobServiceStub(channel)
 
-    async def one(token: str | None, queue: str, job_set: str = "s") -> str:
+    async def one(
+        token: str | None, queue: str, job_set: str = "s", timeout_s: float = 10.0
+    ) -> str:
         metadata = (("authorization", f"Bearer {token}"),) if token else None
         request = jobservice_pb2.JobServiceRequest(queue=queue, job_set_id=job_set, job_id="j")
         try:
-            reply = await stub.GetJobStatus(request, metadata=metadata, timeout=10)
+            reply = await stub.GetJobStatus(request, metadata=metadata, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             return str(exc.code().name)
         return str(jobservice_pb2.JobServiceResponse.State.Name(reply.state))
@@ -215,3 +217,17 @@ async def test_with_a_tokens_file_the_local_scope_is_checked_first(
         "team-a",
         "team-b",
     ]
+
+
+async def test_a_caller_giving_up_does_not_end_the_check_others_wait_on(
+    app: JobServiceApp, sim: ArmadaSimulator, ask: Ask
+) -> None:
+    """The first caller's deadline passes mid-check; the second still gets Armada's verdict."""
+    sim.faults.hold_streams()
+    first = asyncio.create_task(ask("bob-token", "team-b", "s1", timeout_s=1.5))
+    await eventually(lambda: checks(sim, "team-b") == 1)
+    second = asyncio.create_task(ask("bob-token", "team-b", "s2"))
+    assert await first == "DEADLINE_EXCEEDED"
+    sim.faults.release_streams()
+    assert await second == "JOB_ID_NOT_FOUND"
+    assert checks(sim, "team-b") == 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -69,7 +70,7 @@ class ArmadaAccessCheck:
         self.clock = clock
         self._channel: grpc.aio.Channel | None = None
         self._verdicts: dict[tuple[bytes, str], tuple[Verdict, float]] = {}
-        self._pending: dict[tuple[bytes, str], asyncio.Future[Verdict]] = {}
+        self._pending: dict[tuple[bytes, str], asyncio.Task[Verdict]] = {}
         #: Calls made to Armada (the tests and the probe read it).
         self.calls = 0
 
@@ -93,26 +94,25 @@ class ArmadaAccessCheck:
         if kept is not None:
             return kept
         key = (digest, queue)
-        pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        try:
-            verdict = await self._ask(token, queue)
-        except ArmadaUnavailable as exc:
-            future.set_exception(exc)
-            # The waiters that share this future get the exception; mark it
-            # retrieved so an unshared one is not reported as never awaited.
-            future.exception()
-            raise
-        finally:
-            del self._pending[key]
-        future.set_result(verdict)
+        check = self._pending.get(key)
+        if check is None:
+            # A task of its own: a caller who gives up does not end the check
+            # for the others waiting on it.
+            check = asyncio.get_running_loop().create_task(
+                self._ask(token, queue), name="armada access check"
+            )
+            self._pending[key] = check
+            check.add_done_callback(functools.partial(self._keep, key))
+        return await asyncio.shield(check)
+
+    def _keep(self, key: tuple[bytes, str], check: asyncio.Task[Verdict]) -> None:
+        del self._pending[key]
+        # exception() also marks a failure as seen when nobody waits any more.
+        if check.cancelled() or check.exception() is not None:
+            return
         if len(self._verdicts) >= CACHE_LIMIT:
             del self._verdicts[next(iter(self._verdicts))]
-        self._verdicts[key] = (verdict, self.clock() + self.cache_s)
-        return verdict
+        self._verdicts[key] = (check.result(), self.clock() + self.cache_s)
 
     async def _ask(self, token: str, queue: str) -> Verdict:
         self.calls += 1
@@ -156,7 +156,11 @@ class ArmadaAccessCheck:
         return self._channel
 
     async def close(self) -> None:
-        """Close the channel; idempotent."""
+        """End the checks in flight and close the channel; idempotent."""
+        checks = list(self._pending.values())
+        for check in checks:
+            check.cancel()
+        await asyncio.gather(*checks, return_exceptions=True)
         if self._channel is not None:
             channel, self._channel = self._channel, None
             await channel.close(grace=None)
