@@ -218,3 +218,42 @@ async def cli(*argv: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def test_a_new_client_ca_applies_to_new_connections_without_a_restart(
+    serve: Callable[..., Awaitable[JobServiceApp]], mtls: Mtls
+) -> None:
+    """Adding a CA to the bundle lets its certificates in; a bundle without one is ignored."""
+    app = await serve(**mtls.settings())
+    assert app.tls is not None
+    second = make_pki("the next CA")
+    newcomer = issue_client_cert(second, "newcomer")
+
+    async def health_code(cert: ClientCert) -> grpc.StatusCode:
+        creds = grpc.ssl_channel_credentials(mtls.pki.ca_pem, cert.key_pem, cert.cert_pem)
+        async with grpc.aio.secure_channel(f"localhost:{app.grpc_port}", creds) as channel:
+            try:
+                await jobservice_pb2_grpc.JobServiceStub(channel).Health(
+                    empty_pb2.Empty(), timeout=10
+                )
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+    assert await health_code(newcomer) == grpc.StatusCode.UNAVAILABLE
+    ca_file = mtls.dir / "ca.pem"
+    ca_file.write_bytes(mtls.pki.ca_pem + second.ca_pem)
+    app.tls.refresh()
+    assert await health_code(newcomer) == grpc.StatusCode.OK
+    assert await health_code(issue_client_cert(mtls.pki, "old-timer")) == grpc.StatusCode.OK
+    # A bundle without a certificate (a half-written file) changes nothing.
+    ca_file.write_text("not a certificate\n")
+    app.tls.refresh()
+    assert await health_code(newcomer) == grpc.StatusCode.OK
+    # Retiring the first CA shuts its certificates out.
+    ca_file.write_bytes(second.ca_pem)
+    app.tls.refresh()
+    assert (
+        await health_code(issue_client_cert(mtls.pki, "old-timer")) == grpc.StatusCode.UNAVAILABLE
+    )
+    assert await health_code(newcomer) == grpc.StatusCode.OK

@@ -39,6 +39,7 @@ from armada_jobservice.server.store.postgres import PostgresStore
 from armada_jobservice.server.store.thread import AsyncStore
 from armada_jobservice.server.streams import EventStreams
 from armada_jobservice.server.subscriptions import SubscriptionManager
+from armada_jobservice.server.tls import ServerTls
 from armada_jobservice.server.upstream import Upstream
 from armada_jobservice.server.writer import Writer
 
@@ -109,6 +110,8 @@ class JobServiceApp:
             burst=settings.new_subscriptions_per_identity_burst,
         )
         self.access: Access | None = None
+        #: The API's TLS (None: plain text); it follows the client CA bundle.
+        self.tls: ServerTls | None = None
         self.shutdown_grace_s = shutdown_grace_s
         #: Freezes long-lived objects so collector pauses stay short; the
         #: serve command installs one (it changes process-wide state).
@@ -227,7 +230,8 @@ class JobServiceApp:
             if self.settings.grpc_tls_cert_file is None:
                 self.grpc_port = server.add_insecure_port(address)
             else:
-                self.grpc_port = server.add_secure_port(address, self._server_credentials())
+                self.tls = ServerTls(self.settings)
+                self.grpc_port = server.add_secure_port(address, self.tls.credentials())
         except RuntimeError as exc:
             raise ConfigError("grpc_port", f"cannot listen on {address}: {exc}") from exc
         await server.start()
@@ -260,31 +264,6 @@ class JobServiceApp:
             self.grpc_port,
             self.settings.armada_url,
             redact_url(self.settings.database),
-        )
-
-    def _server_credentials(self) -> grpc.ServerCredentials:
-        pair = []
-        for name in ("grpc_tls_key_file", "grpc_tls_cert_file"):
-            path = getattr(self.settings, name)
-            try:
-                with open(path, "rb") as fh:
-                    pair.append(fh.read())
-            except OSError as exc:
-                raise ConfigError(name, f"cannot read {path}: {exc.strerror}") from exc
-        ca_path = self.settings.grpc_tls_client_ca_file
-        if ca_path is None:
-            return grpc.ssl_server_credentials([(pair[0], pair[1])])
-        try:
-            with open(ca_path, "rb") as fh:
-                client_ca = fh.read()
-        except OSError as exc:
-            raise ConfigError(
-                "grpc_tls_client_ca_file", f"cannot read {ca_path}: {exc.strerror}"
-            ) from exc
-        # grpc's Python API can require client certificates or not ask for
-        # them; it cannot ask and let a caller without one through.
-        return grpc.ssl_server_credentials(
-            [(pair[0], pair[1])], root_certificates=client_ca, require_client_auth=True
         )
 
     async def _publish_health(self) -> None:

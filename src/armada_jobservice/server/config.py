@@ -206,7 +206,7 @@ class Settings:
     )
     # Who may ask about what, and how fast: docs/security.md.
     grpc_tls_client_ca_file: str | None = field(
-        default=None, metadata=_help("PEM CA of callers' client certificates: mutual TLS.")
+        default=None, metadata=_help("PEM CA of callers' certificates: mutual TLS; re-read.")
     )
     client_cert_scopes_file: str | None = field(
         default=None, metadata=_help("IDENTITY [PATTERN,...] lines for client certificates.")
