@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 #: The longest queue, job set id or job id a caller may send, in characters.
 LIMIT = 1024
+#: UTF-8 bytes a job id, and a queue and job set id together, may take.
+JOB_ID_BYTES, JOB_SET_KEY_BYTES = 512, 1536
 FIELDS = ("queue", "job_set_id", "job_id")
 
 #: Characters of 1 to 4 UTF-8 bytes, blanks and invisibles among them.
@@ -27,6 +29,10 @@ def expected_problem(queue: str, job_set_id: str, job_id: str) -> str | None:
     for name, value in zip(FIELDS, (queue, job_set_id, job_id), strict=True):
         if not value or len(value) > LIMIT or "\x00" in value:
             return name
+    if len(job_id.encode()) > JOB_ID_BYTES:
+        return "job_id"
+    if len(queue.encode()) + len(job_set_id.encode()) > JOB_SET_KEY_BYTES:
+        return "queue"
     return None
 
 

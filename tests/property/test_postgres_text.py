@@ -1,6 +1,6 @@
 """Text PostgreSQL cannot store, from Armada and from callers, against a real PostgreSQL.
 
-PostgreSQL refuses NUL in text, and a key too large for its index. A flush is
+PostgreSQL refuses NUL in text, and a key too large for its index (2,704 bytes). A flush is
 one transaction, so one such value in a batch would fail every flush after
 it, for every job set, and health would say NOT_SERVING for good.
 """
@@ -11,12 +11,12 @@ import random
 
 import pytest
 
-from armada_jobservice import JobState
+from armada_jobservice import JobState, RPCError
 from armada_jobservice._wire import WireState
 
 from ..fake_armada import FakeArmada
 from ..helpers import Connect, Serve, eventually, query
-from .strategies import LIMIT, Known, serialize
+from .strategies import JOB_ID_BYTES, JOB_SET_KEY_BYTES, Known, serialize
 
 Q, JS = "queue-a", "set-1"
 
@@ -46,22 +46,51 @@ async def test_nul_from_armada_never_stops_the_writer(
     assert query(pg_url, "SELECT last_message_id FROM job_sets") == [(last,)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PostgreSQL's btree refuses index rows over 2,704 bytes; ids of 1,024 wide "
-    "characters are valid requests (not fixed: see the report of issue 11)",
-)
-async def test_ids_at_the_length_limit_never_stop_the_writer(
-    serve: Serve, connect: Connect, pg_url: str
+def wide(nbytes: int, rng: random.Random) -> str:
+    """Random CJK characters (3 UTF-8 bytes each, hardly compressible) of exactly *nbytes*."""
+    head = "x" * (nbytes % 3)
+    return head + "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(nbytes // 3))
+
+
+async def test_ids_at_the_byte_limits_are_stored_and_beyond_them_refused(
+    armada: FakeArmada, serve: Serve, connect: Connect, pg_url: str
 ) -> None:
-    """A valid poll with ids of exactly the limit, in 3-byte characters: health stays SERVING."""
+    """Ids of exactly the byte limits are polled, streamed and stored; one byte more is refused."""
     app = await serve(database=pg_url)
     client = connect(app)
     rng = random.Random(11)
-    queue, job_set_id = (
-        "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(LIMIT)) for _ in "qs"
-    )
-    status = await client.get_job_status(queue, job_set_id, "j1")
+    queue, job_set_id = wide(JOB_SET_KEY_BYTES // 2, rng), wide(JOB_SET_KEY_BYTES // 2, rng)
+    job_id = wide(JOB_ID_BYTES, rng)
+    status = await client.get_job_status(queue, job_set_id, job_id)
     assert status.state == JobState.JOB_ID_NOT_FOUND
+    armada.publish(queue, job_set_id, "succeeded", job_id)
+    await eventually(
+        lambda: client.get_job_status(queue, job_set_id, job_id), lambda s: s.state.is_terminal
+    )
     await app.writer.flush_once()
     assert app.writer.store_ok
+    assert query(pg_url, "SELECT job_id FROM jobs") == [(job_id,)]
+    for ids, field in (
+        ((queue + "x", job_set_id, "j"), "queue"),
+        ((queue, job_set_id, job_id + "x"), "job_id"),
+    ):
+        with pytest.raises(RPCError) as refused:
+            await client.get_job_status(*ids)
+        assert refused.value.code == "INVALID_ARGUMENT"
+        assert refused.value.details.startswith(field + " ")
+    assert (await client.health()).name == "SERVING"
+
+
+async def test_a_job_id_from_armada_beyond_the_byte_limit_is_ignored(
+    armada: FakeArmada, serve: Serve, connect: Connect, pg_url: str
+) -> None:
+    """No poll can name it and PostgreSQL could not store it: the rest of the stream is stored."""
+    app = await serve(database=pg_url)
+    client = connect(app)
+    await client.get_job_status(Q, JS, "j1")
+    armada.publish(Q, JS, "running", "j" * (JOB_ID_BYTES + 1))
+    armada.publish(Q, JS, "succeeded", "j1")
+    await eventually(lambda: client.get_job_status(Q, JS, "j1"), lambda s: s.state.is_terminal)
+    await app.writer.flush_once()
+    assert app.writer.store_ok
+    assert query(pg_url, "SELECT job_id FROM jobs") == [("j1",)]

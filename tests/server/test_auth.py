@@ -160,6 +160,11 @@ async def test_a_queue_outside_the_scope_is_denied_alike_and_opens_no_stream(
         assert await poll(port, "tok-a", "team-b", "missing") == "PERMISSION_DENIED"
         assert await poll(port, "tok-b", "team-a-1", "missing") == "PERMISSION_DENIED"
         assert await poll(port, "nobody", "team-b", "missing") == "UNAUTHENTICATED"
+    # A long job id sends the request down the careful validation path: the
+    # scope is checked there too.
+    long_id = "j" * 300
+    assert await poll(port, "tok-a", "team-b", "missing", long_id) == "PERMISSION_DENIED"
+    assert await poll(port, "tok-a", "team-a-1", "s", long_id) == "JOB_ID_NOT_FOUND"
     details = poll.details
     assert (
         details[0] == details[1] == "permission denied: airflow-a may not ask about queue 'team-b'"
@@ -170,7 +175,8 @@ async def test_a_queue_outside_the_scope_is_denied_alike_and_opens_no_stream(
     assert armada.stream_requests("team-b", "missing") == []
     assert armada.stream_requests("team-a-1", "missing") == []
     audit = [r.getMessage() for r in caplog.records if r.name == "armada_jobservice.audit"]
-    assert len(audit) == 4
+    assert len(audit) == 5
+    assert "reason=out_of_scope" in audit[4]
     assert "identity=airflow-a" in audit[0]
     assert "queue='team-b'" in audit[0]
     assert "reason=out_of_scope" in audit[0]
@@ -179,7 +185,7 @@ async def test_a_queue_outside_the_scope_is_denied_alike_and_opens_no_stream(
     assert "reason=unauthenticated" in audit[3]
     assert not any(t in line for line in audit for t in ("tok-a", "tok-b", "nobody"))
     scrape = generate_latest(app.metrics.registry).decode()
-    assert 'armada_jobservice_refused_calls_total{reason="out_of_scope"} 3.0' in scrape
+    assert 'armada_jobservice_refused_calls_total{reason="out_of_scope"} 4.0' in scrape
     assert 'armada_jobservice_refused_calls_total{reason="unauthenticated"} 1.0' in scrape
     assert 'armada_jobservice_refused_calls_total{reason="subscription_rate"} 0.0' in scrape
 

@@ -119,9 +119,10 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
 
 
 async def test_longest_allowed_ids_are_answered(client: AsyncJobServiceClient) -> None:
-    """Ids of exactly 1,024 characters are accepted."""
-    reply = await client.get_job_status("q" * 1024, "s" * 1024, "j" * 1024)
-    assert reply.state == JobState.JOB_ID_NOT_FOUND
+    """Ids at every limit are accepted: 1,024 characters, 512 bytes of job id, 1,536 of key."""
+    for ids in (("q" * 1024, "s" * 512, "j" * 512), ("q" * 768, "s" * 768, "€" * 170 + "jj")):
+        reply = await client.get_job_status(*ids)
+        assert reply.state == JobState.JOB_ID_NOT_FOUND
 
 
 # -- old clients, byte for byte ---------------------------------------------

@@ -20,12 +20,14 @@ from types import MappingProxyType
 from typing import Any
 
 from armada_jobservice._wire import TERMINAL_STATES, WireState
-from armada_jobservice.server.model import JobRow, JobSetKey, RowToWrite
+from armada_jobservice.server.model import MAX_JOB_ID_BYTES, JobRow, JobSetKey, RowToWrite
 from armada_jobservice.server.states import STATE_OF_KIND, map_event, next_state
 
 _TERMINAL = frozenset(int(s) for s in TERMINAL_STATES)
 _STATES = tuple(WireState)
 _STATE_OF_KIND = {kind: int(state) for kind, state in STATE_OF_KIND.items()}
+#: Job ids up to this many characters cannot pass the byte limit: the short path takes them.
+_ORDINARY_JOB_ID = MAX_JOB_ID_BYTES // 4
 _CONNECTION_ERR = int(WireState.CONNECTION_ERR)
 _NOT_FOUND = int(WireState.JOB_ID_NOT_FOUND)
 
@@ -165,8 +167,8 @@ class JobSet:
         if target is None:
             return self._apply_rule(message)
         job_id = getattr(message, kind).job_id
-        if not job_id or "\0" in job_id:
-            return False
+        if not job_id or "\0" in job_id or len(job_id) > _ORDINARY_JOB_ID:
+            return self._apply_rule(message)  # the rules decide what to do with odd ids
         states = self._states
         current = states.get(job_id)
         if current == target or current in _TERMINAL:

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+#: The most UTF-8 bytes a job id, and a queue and job set id together, may
+#: take: PostgreSQL's btree index refuses a row of (queue, job set id, job id)
+#: beyond 2,704 bytes, and one such row would fail every flush after it.
+MAX_JOB_ID_BYTES = 512
+MAX_JOB_SET_KEY_BYTES = 1536
+
 
 class JobSetKey(NamedTuple):
     """A job set is known by its queue and its id: the same id in two queues is two sets."""

@@ -26,7 +26,7 @@ from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.limits import IdentityLimits
 from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.metrics import Metrics
-from armada_jobservice.server.model import JobSetKey
+from armada_jobservice.server.model import MAX_JOB_ID_BYTES, MAX_JOB_SET_KEY_BYTES, JobSetKey
 from armada_jobservice.server.refusals import Reason, Refusals
 from armada_jobservice.server.subscriptions import SubscriptionLimitReached, SubscriptionManager
 
@@ -49,6 +49,15 @@ def invalid_field(queue: str, job_set_id: str, job_id: str) -> str | None:
         if "\0" in value:
             # No Armada name holds one, and PostgreSQL cannot store one.
             return f"{name} must not contain NUL characters"
+    size = len(job_id.encode())
+    if size > MAX_JOB_ID_BYTES:
+        return f"job_id is longer than {MAX_JOB_ID_BYTES} bytes in UTF-8 ({size})"
+    size = len(queue.encode()) + len(job_set_id.encode())
+    if size > MAX_JOB_SET_KEY_BYTES:
+        return (
+            f"queue and job_set_id are together longer than {MAX_JOB_SET_KEY_BYTES} "
+            f"bytes in UTF-8 ({size})"
+        )
     return None
 
 
@@ -108,7 +117,7 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
             )
         # Each protobuf field read costs; read each once.
         queue, job_set_id, job_id = request.queue, request.job_set_id, request.job_id
-        invalid = (
+        suspicious = (
             not (queue and job_set_id and job_id)
             or len(queue) > MAX_ID_LENGTH
             or len(job_set_id) > MAX_ID_LENGTH
@@ -116,20 +125,24 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
             or "\0" in queue
             or "\0" in job_set_id
             or "\0" in job_id
+            # Only ids this long can be too long in bytes (4 bytes per character at most).
+            or len(job_id) > MAX_JOB_ID_BYTES // 4
+            or len(queue) + len(job_set_id) > MAX_JOB_SET_KEY_BYTES // 4
         )
+        # Suspicious requests may still be valid: only the full check says.
+        problem = invalid_field(queue, job_set_id, job_id) if suspicious else None
         identity = ANONYMOUS
         access = self._access
         if access is not None:
             # Before the job set is looked at: a refusal says nothing about it.
-            outcome = access.decide(context, None if invalid else queue)
+            outcome = access.decide(context, None if problem is not None else queue)
             identity = (
                 outcome
                 if isinstance(outcome, str)
                 else await access.settle(outcome, context, queue)
             )
-        if invalid:
-            problem = invalid_field(queue, job_set_id, job_id)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(problem))
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         now = time.monotonic()
         # A plain tuple: equal to (and hashed as) the JobSetKey the dict holds,
         # without a NamedTuple construction per poll.

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from armada_client.armada import event_pb2
 
 from armada_jobservice._wire import WireState
+from armada_jobservice.server.model import MAX_JOB_ID_BYTES
 
 
 class Transition(NamedTuple):
@@ -100,8 +101,11 @@ def map_event(message: Any) -> Transition | None:
         return None
     event = getattr(message, kind)
     job_id = getattr(event, "job_id", "")
-    # No poll can name a job id with NUL, and PostgreSQL cannot store one.
+    # No poll can name a job id with NUL or beyond the byte limit, and
+    # PostgreSQL can store neither.
     if not job_id or "\0" in job_id:
+        return None
+    if len(job_id) > MAX_JOB_ID_BYTES // 4 and len(job_id.encode()) > MAX_JOB_ID_BYTES:
         return None
     simple = STATE_OF_KIND.get(kind)
     if simple is not None:
