@@ -5,10 +5,13 @@ BIN = $(VENV)/bin
 
 .PHONY: install test check lint typecheck deploy-check protos lock demo bench clean
 
-install:  ## create .venv and install the package with its dev tools, pinned by constraints.txt
+install:  ## create .venv and install the package with its dev tools (pinned by constraints.txt), and the tests' npm packages
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# The OpenID Connect provider of the credentials tests (npm oidc-provider,
+	@# pinned by tests/oidc/package-lock.json); without Node.js they are skipped.
+	if command -v npm >/dev/null; then npm ci --prefix tests/oidc --no-audit --no-fund --silent; fi
 
 test:  ## the whole test suite
 	$(BIN)/python -m pytest

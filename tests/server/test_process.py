@@ -25,7 +25,14 @@ from armada_jobservice.server.store import open_store
 from armada_jobservice.server.store.migrations import MIGRATIONS
 
 from ..fake_armada import FakeArmada
-from ..helpers import Connect, eventually, next_migration, schema_history, schema_version
+from ..helpers import (
+    Connect,
+    eventually,
+    next_migration,
+    query,
+    schema_history,
+    schema_version,
+)
 
 Q, JS = "queue-a", "set-1"
 
@@ -377,3 +384,84 @@ async def test_the_database_password_never_reaches_the_log(
     assert "listening on" in log
     assert "postgres:***@" in log
     assert secret not in log
+
+
+def _pg_execute(url: str, sql: str) -> None:
+    """Run one statement that returns no rows (DDL, INSERT), committed."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _pg_dump_of(url: str) -> list[tuple[object, ...]]:
+    """Every table of the URL's schema with its columns and rows: what must stay untouched."""
+    tables = query(
+        url,
+        "SELECT table_name, string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name)"
+        " FROM information_schema.columns WHERE table_schema = current_schema()"
+        " GROUP BY table_name ORDER BY table_name",
+    )
+    return [*tables, *query(url, "SELECT * FROM jobs ORDER BY 1")]
+
+
+async def test_a_postgres_schema_with_someone_elses_jobs_table_is_refused_untouched(
+    pg_url: str,
+) -> None:
+    """Same table names, other columns: one line naming the table, exit 2, nothing changed."""
+    _pg_execute(pg_url, "CREATE TABLE jobs (id SERIAL PRIMARY KEY, title TEXT)")
+    _pg_execute(pg_url, "INSERT INTO jobs (title) VALUES ('payroll')")
+    before = _pg_dump_of(pg_url)
+    result = await asyncio.to_thread(run_serve, "--database", pg_url)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "is not a job service database (its table jobs has the columns id, title)" in lines[0]
+    assert _pg_dump_of(pg_url) == before
+
+
+async def test_a_postgres_schema_with_other_tables_is_shared(pg_url: str) -> None:
+    """Tables of other names are another program's neighbours: the service starts beside them."""
+    _pg_execute(pg_url, "CREATE TABLE invoices (id INTEGER)")
+    store = open_store(pg_url)
+    store.open()
+    store.close()
+    assert query(pg_url, "SELECT count(*) FROM invoices") == [(0,)]
+    assert schema_version(pg_url) == MIGRATIONS[-1].version
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [
+        (b"PK\x03\x04 a zip archive, not a database" * 40, "file is not a database"),
+        (None, "is not a job service database (it holds a table contacts)"),
+        (b"", None),
+    ],
+    ids=["garbage", "another-programs-sqlite", "empty-file-is-ours"],
+)
+async def test_a_sqlite_file_that_is_not_ours_is_refused_untouched(
+    tmp_path: Path, content: bytes | None, found: str | None
+) -> None:
+    """A file of another program or no database at all: one line, exit 2, its bytes unchanged."""
+    path = tmp_path / "their.db"
+    if content is None:
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE contacts (name TEXT)")
+            conn.execute("INSERT INTO contacts VALUES ('ada')")
+        conn.close()
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    if found is None:  # an empty file is what a new database looks like: it becomes ours
+        store = open_store(f"sqlite:///{path}")
+        store.open()
+        store.close()
+        assert schema_version(f"sqlite:///{path}") == MIGRATIONS[-1].version
+        return
+    result = await asyncio.to_thread(run_serve, "--database", f"sqlite:///{path}")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0], lines[0]
+    assert found in lines[0], lines[0]
+    assert path.read_bytes() == before

@@ -5,6 +5,11 @@ pays that once for up to ``MAX_BATCH_JOBS`` jobs. Entries may name any job
 sets: the first poll of each subscribes it, and the job sets a batch opens are
 loaded together (``JobSetLoader`` reads them in one query).
 
+Access is that of ``GetJobStatus`` for every queue the call names (the first
+queue the caller may not ask about refuses the whole call), as are the
+per-identity limits (a job set the caller's limit keeps out refuses the call
+with RESOURCE_EXHAUSTED unless its entries are cached as ended).
+
 Validation is that of ``GetJobStatus``, entry by entry, before anything is
 subscribed: one bad entry makes the whole call INVALID_ARGUMENT, naming the
 entry (``jobs[3].job_id must not be empty``). A per-entry answer cannot say
@@ -23,17 +28,18 @@ import grpc
 
 from armada_jobservice._gen import jobservice_pb2
 from armada_jobservice._wire import MAX_JOBS_PER_CALL
+from armada_jobservice.server.cache import JobSet
 from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.servicer import Refusal, check_ids
 
 if TYPE_CHECKING:
-    from armada_jobservice.server.cache import JobSet
     from armada_jobservice.server.servicer import JobServiceServicer
 
 #: Most jobs one ``GetJobStatuses`` call (or one ``WatchJobs`` call) may name.
 MAX_BATCH_JOBS = MAX_JOBS_PER_CALL
 
 _Statuses = jobservice_pb2.JobStatusesResponse
+METHOD = "/jobservice.JobService/GetJobStatuses"
 
 
 def too_many(count: int, what: str) -> str | None:
@@ -60,29 +66,38 @@ class BatchStatuses:
         servicer = self._servicer
         servicer.metrics.calls_by_method["GetJobStatuses"] += 1
         problem = too_many(len(request.jobs), "jobs")
-        if problem is not None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         # Each protobuf field read costs; read each once.
-        entries = [(j.queue, j.job_set_id, j.job_id) for j in request.jobs]
+        entries = [] if problem else [(j.queue, j.job_set_id, j.job_id) for j in request.jobs]
         for index, (queue, job_set_id, job_id) in enumerate(entries):
             problem = check_ids(queue, job_set_id, job_id)
             if problem is not None:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"jobs[{index}].{problem}")
+                problem = f"jobs[{index}].{problem}"
+                break
+        # As GetJobStatus: the caller is identified first, then refused for bad input.
+        queues = [e[0] for e in entries] or [j.queue for j in request.jobs[:1]]
+        identity = await servicer.identify(context, queues, METHOD, valid=problem is None)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         now = time.monotonic()
         job_sets = self._job_sets
         opened: dict[tuple[str, str], JobSet | Refusal] = {}
         while True:
-            closed = {
-                (q, s)
-                for q, s, _ in entries
-                if (q, s) not in opened and ((js := job_sets.get((q, s))) is None or not js.live)  # type: ignore[call-overload]
-            }
+            asked = dict.fromkeys((q, s) for q, s, _ in entries)
+            closed = [
+                key
+                for key in asked
+                if key not in opened and ((js := job_sets.get(key)) is None or not js.live)  # type: ignore[call-overload]
+            ]
             if not closed:
                 break  # every job set is open now: no await until the answers are built
-            keys = list(closed)
-            # Opened together: their loads share one read of the database.
-            results = await asyncio.gather(*(servicer.open(JobSetKey(*k), now) for k in keys))
-            opened.update(zip(keys, results, strict=True))
+            # Subscribed in order (each charged to the caller), then loaded together:
+            # their loads share one read of the database.
+            for key in closed:
+                opened[key] = servicer.open_now(JobSetKey(*key), now, identity)
+            await self._refuse_limits(entries, opened, identity, context)
+            pending = [(k, js) for k in closed if isinstance(js := opened[k], JobSet)]
+            results = await asyncio.gather(*(servicer.loaded(js) for _, js in pending))
+            opened.update(zip((k for k, _ in pending), results, strict=True))
         answer, grace_s = servicer.answer, servicer.grace_s
         statuses = []
         for queue, job_set_id, job_id in entries:
@@ -95,3 +110,16 @@ class BatchStatuses:
             else:
                 statuses.append(answer(*found.poll(job_id, now, grace_s)))
         return _Statuses(statuses=statuses)
+
+    async def _refuse_limits(
+        self,
+        entries: list[tuple[str, str, str]],
+        opened: dict[tuple[str, str], JobSet | Refusal],
+        identity: str,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        """Refuse the call if the caller's own limit kept out a job set of an unended entry."""
+        for queue, job_set_id, job_id in entries:
+            found = opened.get((queue, job_set_id))
+            if isinstance(found, Refusal) and found.limit is not None and not found.ended(job_id):
+                await self._servicer.refuse_limit(found.limit, identity, queue, context, METHOD)

@@ -3,10 +3,13 @@
 A poll of a subscribed job set is a dictionary lookup with no ``await`` and no
 database access. Bad input is INVALID_ARGUMENT naming the field; every other
 problem is a CONNECTION_ERR answer with its reason, never a gRPC error, since
-existing clients keep polling on CONNECTION_ERR and give up on errors.
+existing clients keep polling on CONNECTION_ERR and give up on errors. The
+exceptions are the caller's own: unknown credentials (UNAUTHENTICATED), a
+queue outside its scope (PERMISSION_DENIED, decided before the job set is
+looked at) and its per-identity limits (RESOURCE_EXHAUSTED), see ``auth``.
 
 ``GetJobStatuses`` (``server/batch.py``) and ``WatchJobs`` (``server/watch.py``)
-go through the same ``open`` and ``answer`` as ``GetJobStatus``.
+go through the same ``identify``, ``open`` and ``answer`` as ``GetJobStatus``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import empty_pb2
@@ -22,11 +25,14 @@ from google.protobuf.message import DecodeError
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import WireState
+from armada_jobservice.server.auth import ANONYMOUS, GET_JOB_STATUS, Access
 from armada_jobservice.server.cache import JobSet
 from armada_jobservice.server.errors import StoreError
+from armada_jobservice.server.limits import IdentityLimits
 from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.model import MAX_JOB_ID_BYTES, MAX_JOB_SET_KEY_BYTES, JobSetKey
+from armada_jobservice.server.refusals import Reason, Refusals
 from armada_jobservice.server.subscriptions import SubscriptionLimitReached, SubscriptionManager
 
 MAX_ID_LENGTH = 1024
@@ -152,16 +158,25 @@ def add_to_server(servicer: JobServiceServicer, server: grpc.aio.Server) -> None
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a job set could not be opened: the text, and the job set if cached anyway."""
+    """Why a job set could not be opened: the text, and the job set if cached anyway.
+
+    ``limit`` is set when the caller's own per-identity limit refused it:
+    polls of jobs not cached as ended are then refused (RESOURCE_EXHAUSTED).
+    """
 
     text: str
     job_set: JobSet | None
+    limit: tuple[str, str] | None = None
+
+    def ended(self, job_id: str) -> bool:
+        """Whether *job_id* is cached as ended: it is answered whatever the refusal."""
+        js = self.job_set
+        return js is not None and js.loaded and js.is_terminal(job_id)
 
     def answer(self, job_id: str) -> tuple[int, str]:
         """What a poll of *job_id* answers: its end if cached, CONNECTION_ERR otherwise."""
-        js = self.job_set
-        if js is not None and js.loaded and js.is_terminal(job_id):
-            return js.lookup(job_id)
+        if self.job_set is not None and self.ended(job_id):
+            return self.job_set.lookup(job_id)
         return _CONNECTION_ERR, self.text
 
 
@@ -175,8 +190,14 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         metrics: Metrics,
         is_serving: Callable[[], bool],
         connection_error_grace_s: float,
+        access: Access | None = None,
+        limits: IdentityLimits | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         self._subs = subscriptions
+        self._access = access
+        self._limits = limits if limits is not None and limits.enabled else None
+        self._refusals = refusals if refusals is not None else Refusals()
         self._loader = loader
         self._job_sets = subscriptions.job_sets
         self._polls = metrics.polls_by_state
@@ -197,6 +218,16 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         # Each protobuf field read costs; read each once.
         queue, job_set_id, job_id = request.queue, request.job_set_id, request.job_id
         problem = check_ids(queue, job_set_id, job_id)
+        identity = ANONYMOUS
+        access = self._access
+        if access is not None:
+            # Before the job set is looked at: a refusal says nothing about it.
+            outcome = access.decide(context, None if problem is not None else queue)
+            identity = (
+                outcome
+                if isinstance(outcome, str)
+                else await access.settle(outcome, context, queue)
+            )
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         now = time.monotonic()
@@ -205,23 +236,89 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         key = (queue, job_set_id)
         js = self._job_sets.get(key)  # type: ignore[call-overload]
         if js is None or not js.live:
-            opened = await self.open(JobSetKey(*key), now)
+            opened = await self.open(JobSetKey(*key), now, identity)
             if isinstance(opened, Refusal):
+                if opened.limit is not None and not opened.ended(job_id):
+                    await self.refuse_limit(opened.limit, identity, queue, context, GET_JOB_STATUS)
                 return self.answer(*opened.answer(job_id))
             js = opened
         return self.answer(*js.poll(job_id, now, self.grace_s))
 
-    async def open(self, key: JobSetKey, now: float) -> JobSet | Refusal:
-        """The job set of a first poll, subscribed and loaded, or why it cannot be."""
+    async def identify(
+        self, context: Any, queues: list[str], method: str, *, valid: bool = True
+    ) -> str:
+        """The caller's identity, once it may ask about every one of *queues*.
+
+        Refuses the call (its audit line, its status) for the first queue it
+        may not ask about; with ``valid`` false (the request will be refused
+        as invalid) it only authenticates.
+        """
+        access = self._access
+        if access is None:
+            return ANONYMOUS
+        identity = ANONYMOUS
+        first = queues[0] if queues else ""
+        for queue in dict.fromkeys(queues) if valid else [first]:
+            outcome = access.decide(context, queue if valid else None)
+            identity = (
+                outcome
+                if isinstance(outcome, str)
+                else await access.settle(outcome, context, queue, method)
+            )
+        return identity
+
+    def open_now(self, key: JobSetKey, now: float, identity: str) -> JobSet | Refusal:
+        """Subscribe to *key* for *identity* (charging its limits), without waiting for the load.
+
+        Synchronous, as ``SubscriptionManager.subscribe`` is: concurrent first
+        polls share one stream, and each identity's count is exact.
+        """
         js = self._job_sets.get(key)
+        opening = js is None or js.stream is None
+        limits = self._limits
+        if opening and limits is not None:
+            refused = limits.refusal(identity, now)
+            if refused is not None:
+                return Refusal(refused[1], js, refused)
         try:
             js = self._subs.subscribe(key, now)
-            await self._loader.ensure_loaded(js)
         except SubscriptionLimitReached as exc:
             return Refusal(str(exc), js)
+        if opening and limits is not None:
+            limits.opened(identity, js, now)
+        return js
+
+    async def open(self, key: JobSetKey, now: float, identity: str) -> JobSet | Refusal:
+        """The job set of a first poll, subscribed and loaded, or why it cannot be."""
+        opened = self.open_now(key, now, identity)
+        if isinstance(opened, Refusal):
+            return opened
+        return await self.loaded(opened)
+
+    async def loaded(self, js: JobSet) -> JobSet | Refusal:
+        """*js* once its stored jobs are in memory, or why they cannot be read."""
+        try:
+            await self._loader.ensure_loaded(js)
         except StoreError as exc:
             return Refusal(f"job service database: {exc}", None)
         return js
+
+    async def refuse_limit(
+        self, refused: tuple[str, str], identity: str, queue: str, context: Any, method: str
+    ) -> NoReturn:
+        """Refuse the call for the caller's own subscription limit (RESOURCE_EXHAUSTED)."""
+        kind, text = refused
+        reason = Reason.SUBSCRIPTION_COUNT if kind == "count" else Reason.SUBSCRIPTION_RATE
+        self._refusals.record(
+            reason,
+            identity=identity,
+            method=method,
+            queue=queue,
+            peer=context.peer(),
+            detail=text,
+        )
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, text)
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
     def answer(self, state: int, error: str) -> Any:
         """The response for a poll's answer (counted by state)."""

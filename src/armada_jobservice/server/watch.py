@@ -14,6 +14,9 @@ turns every unfinished watched job into CONNECTION_ERR with its text once the
 grace has passed (or at once when Armada refused), and back when it heals.
 A watch of every job learns of it through the job set's unfinished jobs.
 
+Access and per-identity limits are those of ``GetJobStatus`` for the watched
+queue: a refusal ends the call before any update.
+
 While a watch is open its job set counts as polled: it does not expire here,
 and in a fleet each lease renewal reports it as polled to the owner.
 """
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _Update = jobservice_pb2.JobStatusUpdate
+METHOD = "/jobservice.JobService/WatchJobs"
 _TERMINAL = frozenset(int(s) for s in TERMINAL_STATES)
 #: How often a watch refused a subscription (the limit) tries again.
 REOPEN_S = 1.0
@@ -118,23 +122,31 @@ class JobWatches:
         problem = too_many(len(request.job_ids), "job_ids") or invalid_job_set(queue, job_set_id)
         for index, job_id in enumerate(job_ids):
             problem = problem or invalid_job_id(job_id, f"job_ids[{index}]")
+        # As GetJobStatus: the caller is identified first, then refused for bad input.
+        identity = await self._servicer.identify(context, [queue], METHOD, valid=problem is None)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         self.open_streams += 1
         try:
-            async for update in self._watch(JobSetKey(queue, job_set_id), job_ids):
+            key = JobSetKey(queue, job_set_id)
+            async for update in self._watch(key, job_ids, identity, context):
                 yield update
         finally:
             self.open_streams -= 1
 
-    async def _watch(self, key: JobSetKey, job_ids: list[str]) -> AsyncIterator[Any]:
+    async def _watch(
+        self, key: JobSetKey, job_ids: list[str], identity: str, context: Any
+    ) -> AsyncIterator[Any]:
         servicer = self._servicer
         metrics = servicer.metrics
         refused_with = None
         while True:
-            opened = await servicer.open(key, time.monotonic())
+            opened = await servicer.open(key, time.monotonic(), identity)
             if not isinstance(opened, Refusal):
                 break
+            if opened.limit is not None and not (job_ids and all(map(opened.ended, job_ids))):
+                # The caller's own limit: refused as GetJobStatus refuses it.
+                await servicer.refuse_limit(opened.limit, identity, key.queue, context, METHOD)
             # As polls are answered meanwhile; sent again only when the text changes.
             if opened.text != refused_with:
                 refused_with = opened.text

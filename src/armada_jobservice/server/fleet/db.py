@@ -34,8 +34,8 @@ from armada_jobservice.server.model import JobRow, JobSetKey
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-#: A fleet query slower than this is logged: leases are renewed every ttl/5.
-SLOW_S = 1.0
+#: A fleet query slower than this is logged: as slow as a renewal interval (ttl/5).
+SLOW_S = 2.0
 #: The connection for claims, renewals and releases, and the one for reads.
 LEASES, READS = "leases", "reads"
 

@@ -21,6 +21,7 @@ from armada_jobservice.server.store.migrations import (
     check_list,
     pending,
 )
+from armada_jobservice.server.store.ownership import EARLIER_SHAPES, check_unversioned
 from armada_jobservice.server.store.sql import SQLStore, not_terminal_sql
 
 T = TypeVar("T")
@@ -165,6 +166,17 @@ class PostgresStore(SQLStore):
         name = f"PostgreSQL database {info.dbname} (schema {schema}) at {info.host}:{info.port}"
         todo = pending(self.migrations, name, version)
         if not exists:
+            cur.execute(
+                """
+                SELECT c.relname, array_agg(a.attname::text)
+                FROM pg_class c
+                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%s)
+                GROUP BY c.relname
+                """,
+                (list(EARLIER_SHAPES),),
+            )
+            check_unversioned(name, {t: set(cols) for t, cols in cur.fetchall()}, whole_file=False)
             cur.execute(_SCHEMA_TABLE)
         else:
             cur.execute(

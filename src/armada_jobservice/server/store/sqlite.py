@@ -18,6 +18,7 @@ from armada_jobservice.server.store.migrations import (
     check_list,
     pending,
 )
+from armada_jobservice.server.store.ownership import check_unversioned
 from armada_jobservice.server.store.sql import SQLStore
 
 T = TypeVar("T")
@@ -32,6 +33,21 @@ CREATE TABLE IF NOT EXISTS jobservice_schema (
     applied_by_pid INTEGER
 )
 """
+
+
+def _tables(conn: sqlite3.Connection) -> dict[str, set[str]]:
+    """Each table of the file (SQLite's own left out) with its column names."""
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' "
+            "ESCAPE '!'"
+        )
+    ]
+    return {
+        n: {row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (n,))}
+        for n in names
+    }
 
 
 def path_from_url(url: str) -> str:
@@ -91,6 +107,10 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         try:
+            # Before anything writes (WAL mode rewrites the file's header).
+            tables = _tables(conn)
+            if "jobservice_schema" not in tables:
+                check_unversioned(self.path, tables, whole_file=True)
             conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL survives a killed process; only a power cut can
             # lose the last transactions.
