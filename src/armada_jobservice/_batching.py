@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from armada_jobservice._exceptions import JobServiceError, RPCError
 from armada_jobservice._types import JobRef, JobStatus
 
+#: Refusals of a whole batch that may be due to one entry: its entries are then asked alone.
+PER_ENTRY = frozenset({"INVALID_ARGUMENT", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED"})
+
 SendOne = Callable[[JobRef], Awaitable[JobStatus]]
 SendMany = Callable[[list[JobRef]], Awaitable[list[JobStatus]]]
 
@@ -63,10 +66,11 @@ class PollBatcher:
             else:
                 statuses = await self._send_many(refs)
         except RPCError as exc:
-            if exc.code != "INVALID_ARGUMENT" or len(refs) == 1:
+            if exc.code not in PER_ENTRY or len(refs) == 1:
                 _fail(pending, exc)
                 return
-            # One caller's bad ids must not fail the others: each is asked alone.
+            # One caller's bad ids (or queue out of scope, or limit) must not fail
+            # the others: each is asked alone.
             await asyncio.gather(*(self._one(ref, future) for ref, future in pending))
             return
         except JobServiceError as exc:
