@@ -151,6 +151,8 @@ class WatchHub:
     async def close(self) -> None:
         """End every stream (the client is closing)."""
         tasks = [w.task for w in self._watches.values() if w.task is not None]
+        for watch in self._watches.values():
+            watch.members.clear()
         self._watches.clear()
         for task in tasks:
             task.cancel()

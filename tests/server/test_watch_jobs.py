@@ -8,7 +8,13 @@ import grpc
 import pytest
 from armada_client.armada import event_pb2
 
-from armada_jobservice import AsyncJobServiceClient, JobState, JobStatus, JobUpdate
+from armada_jobservice import (
+    AsyncJobServiceClient,
+    JobState,
+    JobStatus,
+    JobUpdate,
+    ServiceUnavailable,
+)
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import MAX_JOBS_PER_CALL
 from armada_jobservice.server.app import JobServiceApp
@@ -212,3 +218,18 @@ async def test_closing_the_client_mid_watch_frees_the_server_side(
     await client.close()
     await eventually(lambda: not js.watched)
     await asyncio.sleep(0)
+
+
+async def test_stopping_the_service_ends_open_watches_as_unavailable(
+    serve: Serve, connect: Connect
+) -> None:
+    """A service stopping ends its watches with UNAVAILABLE, which clients reopen elsewhere."""
+    app = await serve()
+    client = connect(app)
+    stream = client.watch_jobs(Q, JS, ["a"])
+    await anext(stream)
+    stopping = asyncio.ensure_future(app.stop())
+    with pytest.raises(ServiceUnavailable) as caught:
+        await anext(stream)
+    assert "shutting down" in caught.value.details
+    await stopping

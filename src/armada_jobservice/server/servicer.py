@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from google.protobuf import empty_pb2
@@ -34,6 +34,9 @@ from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.model import MAX_JOB_ID_BYTES, MAX_JOB_SET_KEY_BYTES, JobSetKey
 from armada_jobservice.server.refusals import Reason, Refusals
 from armada_jobservice.server.subscriptions import SubscriptionLimitReached, SubscriptionManager
+
+if TYPE_CHECKING:
+    from armada_jobservice.server.watch import JobWatches
 
 MAX_ID_LENGTH = 1024
 
@@ -205,7 +208,7 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         self.grace_s = connection_error_grace_s
         self.metrics = metrics
         #: The open watches (``server/watch.py``), set by ``add_to_server``.
-        self.watches: Any = None
+        self.watches: JobWatches | None = None
 
     async def GetJobStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Answer the cached state of one job, subscribing to its job set on first sight."""
@@ -258,12 +261,14 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
             return ANONYMOUS
         identity = ANONYMOUS
         first = queues[0] if queues else ""
-        for queue in dict.fromkeys(queues) if valid else [first]:
-            outcome = access.decide(context, queue if valid else None)
+        # No queue to check (bad input, an empty batch): authenticate only.
+        checked: list[str | None] = list(dict.fromkeys(queues)) if valid and queues else [None]
+        for queue in checked:
+            outcome = access.decide(context, queue)
             identity = (
                 outcome
                 if isinstance(outcome, str)
-                else await access.settle(outcome, context, queue, method)
+                else await access.settle(outcome, context, queue or first, method)
             )
         return identity
 

@@ -102,6 +102,8 @@ class JobWatches:
     def __init__(self, servicer: JobServiceServicer) -> None:
         self._servicer = servicer
         self.open_streams = 0
+        self._feeds: set[WatchFeed] = set()
+        self._closing = False
         servicer.metrics.gauge(
             "watch_streams_open", "WatchJobs streams open.", lambda: self.open_streams
         )
@@ -133,6 +135,15 @@ class JobWatches:
                 yield update
         finally:
             self.open_streams -= 1
+        if self._closing:
+            # Not OK: that would say every listed job ended. Clients open it again elsewhere.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the job service is shutting down")
+
+    def close(self) -> None:
+        """End every open watch now (the service is stopping); new ones end at once."""
+        self._closing = True
+        for feed in self._feeds:
+            feed.connection_changed()
 
     async def _watch(
         self, key: JobSetKey, job_ids: list[str], identity: str, context: Any
@@ -158,16 +169,20 @@ class JobWatches:
                     yield _Update(job_id=job_id, state=state, error=error)  # type: ignore[arg-type]
                 if job_ids and ended == len(job_ids):
                     return
+            if self._closing:
+                return
             await asyncio.sleep(REOPEN_S)
         js: JobSet = opened
         feed = WatchFeed(frozenset(job_ids) if job_ids else None)
         # Added before the first states are read, with no await between: no change is lost.
         js.add_watcher(feed)
+        self._feeds.add(feed)
         try:
             async for update in self._follow(js, feed, job_ids):
                 metrics.watch_updates += 1
                 yield update
         finally:
+            self._feeds.discard(feed)
             js.remove_watcher(feed, time.monotonic())
 
     async def _follow(self, js: JobSet, feed: WatchFeed, job_ids: list[str]) -> AsyncIterator[Any]:
@@ -185,6 +200,8 @@ class JobWatches:
             yield _Update(job_id=job_id, state=state, error=error)  # type: ignore[arg-type]
         while not listed or unfinished:
             await feed.wait(self._until_failure(js, failure))
+            if self._closing:
+                return
             changed, _connection = feed.take()
             now = time.monotonic()
             current = js.connection_error(now, grace_s)
