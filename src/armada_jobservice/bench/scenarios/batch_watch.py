@@ -42,6 +42,7 @@ WATCH_CPU_MAX_RATIO = 0.1
 WATCH_DELAY_P99_MAX_MS = 50.0
 POLL_INTERVAL_S = 5.0
 JOBS_PER_CALL = 100
+SETTLE_S = 1.2
 _Request = jobservice_pb2.JobServiceRequest
 
 
@@ -67,7 +68,7 @@ class BatchWatchSizes:
 
 SIZES = {
     "full": BatchWatchSizes(100, 100, 6.0, 1_000, 10, 10.0, 50.0, 10.0),
-    "quick": BatchWatchSizes(20, 100, 1.0, 1_000, 10, 1.5, 2.0, 1.0),
+    "quick": BatchWatchSizes(20, 100, 0.75, 1_000, 10, 1.0, 1.5, 1.0),
     "smoke": BatchWatchSizes(4, 50, 0.5, 100, 10, 0.5, 0.5, 0.5),
 }
 
@@ -197,6 +198,8 @@ def _waits(bench: Bench, sz: BatchWatchSizes, address: str, pid: int, mode: str)
     seeded = bench.sim.seed(queue, f"waits-{mode}", n_sets, sz.jobs_per_set, LIFECYCLE[:2])
     jobs = [(queue, s.job_set_id, j) for s in seeded for j in s.job_ids]
     bench.await_visible(address, last_polls(seeded, queue, WireState.RUNNING))
+    # The seeded events' flush (every second at most) passes before the meter starts.
+    time.sleep(SETTLE_S)
     ends = [(s, "succeeded", j) for _, s, j in jobs]
     random.Random(8).shuffle(ends)
     return asyncio.run(_follow(bench, sz, address, pid, mode, jobs, ends))
