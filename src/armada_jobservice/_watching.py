@@ -78,6 +78,7 @@ def take(
 class _Member:
     """One wait sharing a job set's watch: the jobs it wants and where its items go."""
 
+    key: tuple[str, str]
     job_ids: set[str]
     sink: asyncio.Queue[WatchItem]
     retry_s: float
@@ -124,7 +125,7 @@ class WatchHub:
         watch = self._watches.get(key)
         if watch is None:
             watch = self._watches[key] = _JobSetWatch(key)
-        member = _Member(set(job_ids), asyncio.Queue(), retry_s)
+        member = _Member(key, set(job_ids), asyncio.Queue(), retry_s)
         watch.members.append(member)
         for job_id in member.job_ids:
             seen = watch.latest.get(job_id)
@@ -140,13 +141,14 @@ class WatchHub:
 
     def leave(self, member: _Member) -> None:
         """Stop sharing; the stream closes when its last member leaves."""
-        for key, watch in list(self._watches.items()):
-            if member in watch.members:
-                watch.members.remove(member)
-                if not watch.members:
-                    del self._watches[key]
-                    if watch.task is not None:
-                        watch.task.cancel()
+        watch = self._watches.get(member.key)
+        if watch is None or member not in watch.members:
+            return
+        watch.members.remove(member)
+        if not watch.members:
+            del self._watches[member.key]
+            if watch.task is not None:
+                watch.task.cancel()
 
     async def close(self) -> None:
         """End every stream (the client is closing)."""
