@@ -90,6 +90,8 @@ class _JobSetWatch:
 
     key: tuple[str, str]
     members: list[_Member] = field(default_factory=list)
+    #: The members by job they wait for: an update reaches its own, not a scan of all.
+    by_job: dict[str, list[_Member]] = field(default_factory=dict)
     #: The last update of each listed job, for members that join an open stream.
     latest: dict[str, JobUpdate] = field(default_factory=dict)
     listed: frozenset[str] = frozenset()
@@ -128,6 +130,8 @@ class WatchHub:
         member = _Member(key, set(job_ids), asyncio.Queue(), retry_s)
         watch.members.append(member)
         for job_id in member.job_ids:
+            watch.by_job.setdefault(job_id, []).append(member)
+        for job_id in member.job_ids:
             seen = watch.latest.get(job_id)
             if seen is not None:
                 member.sink.put_nowait(seen)
@@ -145,6 +149,12 @@ class WatchHub:
         if watch is None or member not in watch.members:
             return
         watch.members.remove(member)
+        for job_id in member.job_ids:
+            waiting = watch.by_job.get(job_id)
+            if waiting is not None:
+                waiting.remove(member)
+                if not waiting:
+                    del watch.by_job[job_id]
         if not watch.members:
             del self._watches[member.key]
             if watch.task is not None:
@@ -194,9 +204,8 @@ class WatchHub:
         try:
             async for update in self._open(queue, job_set_id, job_ids):
                 watch.latest[update.job_id] = update
-                for member in watch.members:
-                    if update.job_id in member.job_ids:
-                        member.sink.put_nowait(update)
+                for member in watch.by_job.get(update.job_id, ()):
+                    member.sink.put_nowait(update)
         except JobServiceError as exc:
             return exc
         return None
