@@ -186,3 +186,20 @@ def test_an_older_service_is_polled_by_both_clients(server: Server) -> None:
 
     assert asyncio.run(go()) == JobStatus(JobState.CANCELLED, "by bob")
     assert [r.job_id for r in server.script.requests].count("c") == 2
+
+
+async def test_a_wait_for_a_new_job_reopens_the_shared_watch_listing_both(
+    armada: FakeArmada, service: JobServiceApp, connect: Connect
+) -> None:
+    """A second wait bringing a job the open watch does not list: one stream again, for both."""
+    client = connect(service)
+    first = asyncio.ensure_future(client.wait_for_job(Q, JS, "a"))
+    await eventually(lambda: metric(service, "armada_jobservice_watch_streams_open") == 1)
+    second = asyncio.ensure_future(client.wait_for_job(Q, JS, "b"))
+    await eventually(lambda: client.watches_opened == 2)
+    await eventually(lambda: metric(service, "armada_jobservice_watch_streams_open") == 1)
+    armada.publish(Q, JS, "succeeded", "b")
+    armada.publish(Q, JS, "failed", "a", reason="oom")
+    assert await second == JobStatus(JobState.SUCCEEDED)
+    assert await first == JobStatus(JobState.FAILED, "oom")
+    assert metric(service, "armada_jobservice_calls_total", method="WatchJobs") == 2
