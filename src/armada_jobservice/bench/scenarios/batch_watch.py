@@ -44,6 +44,7 @@ WATCH_CPU_MAX_RATIO = 0.1
 WATCH_DELAY_P99_MAX_MS = 50.0
 POLL_INTERVAL_S = 5.0
 JOBS_PER_CALL = 100
+#: Longer than the flush interval (1 s with SQLite): seeded rows are written before metering.
 SETTLE_S = 1.2
 _Request = jobservice_pb2.JobServiceRequest
 
@@ -70,7 +71,7 @@ class BatchWatchSizes:
 
 SIZES = {
     "full": BatchWatchSizes(100, 100, 6.0, 1_000, 10, 10.0, 50.0, 10.0),
-    "quick": BatchWatchSizes(20, 100, 0.75, 1_000, 10, 0.75, 1.0, 1.0),
+    "quick": BatchWatchSizes(20, 100, 0.75, 1_000, 10, 2.0, 1.0, 1.0),
     "smoke": BatchWatchSizes(4, 50, 0.5, 100, 10, 0.5, 0.5, 0.5),
 }
 
@@ -80,12 +81,15 @@ def run(bench: Bench) -> None:
     sz = SIZES.get(bench.report.mode, SIZES["quick"])
     with bench.service() as svc:
         _batch(bench, sz, svc.address, svc.pid)
+        modes = (POLL, WATCH, NOBODY)
+        # Every mode's running jobs at once, then one pause for their flush.
+        jobs = {mode: _seed_waiting(bench, sz, svc.address, mode) for mode in modes}
+        time.sleep(SETTLE_S)
         # What the service costs doing nothing (its timers, gRPC's threads): no wait changes it.
         idle = CpuMeter(svc.pid).start()
         time.sleep(sz.idle_s)
         idle.stop()
-        modes = (POLL, WATCH, NOBODY)
-        runs = {mode: _waits(bench, sz, svc.address, svc.pid, mode) for mode in modes}
+        runs = {mode: _waits(bench, sz, svc.address, svc.pid, mode, jobs[mode]) for mode in modes}
     _report_waits(bench, sz, runs, idle.cpu_s / idle.wall_s * 60.0)
 
 
@@ -197,14 +201,25 @@ class WaitRun:
         return cpu_s / self.window_s * 60.0
 
 
-def _waits(bench: Bench, sz: BatchWatchSizes, address: str, pid: int, mode: str) -> WaitRun:
+def _seed_waiting(
+    bench: Bench, sz: BatchWatchSizes, address: str, mode: str
+) -> list[tuple[str, str, str]]:
+    """Running jobs for one mode, visible through the service (so subscribed and loaded)."""
     queue = "waits"
     n_sets = max(1, sz.waiting_jobs // sz.jobs_per_set)
     seeded = bench.sim.seed(queue, f"waits-{mode}", n_sets, sz.jobs_per_set, LIFECYCLE[:2])
-    jobs = [(queue, s.job_set_id, j) for s in seeded for j in s.job_ids]
     bench.await_visible(address, last_polls(seeded, queue, WireState.RUNNING))
-    # The seeded events' flush (every second at most) passes before the meter starts.
-    time.sleep(SETTLE_S)
+    return [(queue, s.job_set_id, j) for s in seeded for j in s.job_ids]
+
+
+def _waits(
+    bench: Bench,
+    sz: BatchWatchSizes,
+    address: str,
+    pid: int,
+    mode: str,
+    jobs: list[tuple[str, str, str]],
+) -> WaitRun:
     ends = [(s, "succeeded", j) for _, s, j in jobs]
     random.Random(8).shuffle(ends)
     return asyncio.run(_follow(bench, sz, address, pid, mode, jobs, ends))
