@@ -31,7 +31,7 @@ from armada_jobservice.bench.report import Report
 from armada_jobservice.bench.simhost import SimHost
 from armada_jobservice.bench.sizes import Sizes
 
-#: The events every job of the poll and ingestion scenarios goes through.
+#: The events every job of the fleet scenario goes through.
 LIFECYCLE = ("submitted", "running", "succeeded")
 
 #: Where the fleet scenario finds PostgreSQL unless told (``bench --postgres``).
@@ -193,21 +193,33 @@ def rate(r: PollCounts, m: CpuMeter) -> float:
     return r.calls / m.wall_s
 
 
-def last_polls(seeded: Sequence[Seeded], queue: str, want: WireState) -> list[Poll]:
-    """One poll per job set, of the job whose event comes last: visible means all are in."""
-    return [Poll(queue, s.job_set_id, s.job_ids[-1], want) for s in seeded]
+def last_polls(seeded: Sequence[Seeded], queue: str, want: WireState | None = None) -> list[Poll]:
+    """One poll per job set, of the job whose event came last: visible means all are in.
+
+    *want*: the state every job set's last job ends in (job sets seeded with
+    ``seed``); without it, each job set's own (seeded with ``seed_mix``).
+    """
+    if want is not None:
+        return [Poll(queue, s.job_set_id, s.job_ids[-1], want) for s in seeded]
+    return [
+        Poll(queue, s.job_set_id, s.job_ids[s.last_index], s.wants[s.last_index]) for s in seeded
+    ]
 
 
 def seed_for_polls(bench: Bench, queue: str) -> tuple[list[Seeded], list[Poll]]:
-    """Seed the poll scenarios' job sets (all jobs end SUCCEEDED) and a poll of each job.
+    """Seed the poll scenarios' job sets from the bench's mix, and a poll of each job.
 
-    The polls are shuffled with a fixed seed, so consecutive polls hit
-    different job sets and every run sends the same sequence.
+    Every job is polled, whatever its state (errors included), expecting the
+    state its events lead to. The polls are shuffled with a fixed seed, so
+    consecutive polls hit different job sets and every run sends the same
+    sequence.
     """
     sz = bench.sizes
-    seeded = bench.sim.seed(queue, queue, sz.poll_sets, sz.poll_jobs_per_set, LIFECYCLE)
+    seeded = bench.sim.seed_mix(queue, queue, sz.poll_sets, sz.poll_jobs_per_set)
     polls = [
-        Poll(queue, s.job_set_id, job, WireState.SUCCEEDED) for s in seeded for job in s.job_ids
+        Poll(queue, s.job_set_id, job, want)
+        for s in seeded
+        for job, want in zip(s.job_ids, s.wants, strict=True)
     ]
     random.Random(1).shuffle(polls)
     return seeded, polls
