@@ -11,7 +11,7 @@ import contextlib
 import random
 import statistics
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -101,13 +101,15 @@ class Bench:
         polls: Sequence[Poll],
         mode: Literal["closed", "open"],
         param: float,
+        midway: Callable[[], object] | None = None,
     ) -> Run:
         """Run one poll load for ``poll_s`` seconds and meter process *pid* meanwhile.
 
         *mode* ``closed``: *param* callers in all, each sending its next poll
         when the last is answered; ``open``: *param* polls a second in all.
+        *midway* is called half way through the measured window.
         """
-        result, meters = self.spread_polls([(address, pid)], polls, mode, param)
+        result, meters = self.spread_polls([(address, pid)], polls, mode, param, midway)
         return result, meters[0]
 
     def spread_polls(
@@ -116,6 +118,7 @@ class Bench:
         polls: Sequence[Poll],
         mode: Literal["closed", "open"],
         param: float,
+        midway: Callable[[], object] | None = None,
     ) -> tuple[PollCounts, list[CpuMeter]]:
         """As ``polls``, the load processes taking the servers (address, pid) in turn."""
         n = self.sizes.load_processes
@@ -129,7 +132,12 @@ class Bench:
         start = group.go()
         sleep_until(start)
         meters = [CpuMeter(pid).start() for _, pid in servers]
-        time.sleep(self.sizes.poll_s)
+        if midway is None:
+            time.sleep(self.sizes.poll_s)
+        else:
+            time.sleep(self.sizes.poll_s / 2)
+            midway()
+            sleep_until(start + self.sizes.poll_s)
         for meter in meters:
             meter.stop()
         result = PollCounts.merged(group.results())

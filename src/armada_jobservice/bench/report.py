@@ -82,6 +82,16 @@ class Figure:
         data.update(ratio=self.ratio, target=self.target, met=self.met)
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Figure:
+        """The figure ``as_json`` wrote (derived keys are computed again, not read)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kept = {k: v for k, v in data.items() if k in names}
+        for key in ("value_range", "baseline_range"):
+            if kept.get(key) is not None:
+                kept[key] = tuple(kept[key])
+        return cls(**kept)
+
 
 @dataclass(slots=True)
 class Report:
