@@ -8,7 +8,9 @@ date. A flush looks only at the job sets that received events since the last
 one (``ChangeTracker``), so its cost follows the events, not the number of
 job sets held; about once a second a full pass over every job set also
 expires idle subscriptions, refreshes stored activity times and evicts what
-the database fully holds. A batch the database refuses is kept and written
+the database fully holds. Every pass goes in slices of ``PASS_SLICE`` job
+sets with a turn of the event loop between them, so polls are answered
+while it runs. A batch the database refuses is kept and written
 with the next one: nothing is dropped. Job sets with neither a poll nor an
 event for ``job_set_retention_s`` are deleted whole, never job by job.
 """
