@@ -43,6 +43,15 @@ TARGETS: dict[str, Target] = {
     "streaming_p99": Target(max_ratio=3.0, set_by="issue 14, 2026-12-05"),
     # Scenario 4 (measured in 5): memory per cached job at 1,000,000 jobs.
     "bytes_per_job": Target(max_value=160.0, set_by="the first bench, 2026-11-28"),
+    # Scenario 7: two replicas on one PostgreSQL database.
+    "fleet_polls_per_cpu_s": Target(min_ratio=0.9, set_by="issue 10, 2026-12-05"),
+    "fleet_streams_per_job_set": Target(max_value=1.0, set_by="issue 10, 2026-12-05"),
+    # Event to visible through the replica that does not own the job set (ms).
+    "fleet_other_replica_p99": Target(max_value=300.0, set_by="issue 10, 2026-12-05"),
+    "fleet_other_replica_busy_p99": Target(max_value=1000.0, set_by="issue 10, 2026-12-05"),
+    # Until an event published right after the signal is visible through the survivor (s).
+    "fleet_takeover_sigkill": Target(max_value=15.0, set_by="issue 10, 2026-12-05"),
+    "fleet_takeover_sigterm": Target(max_value=2.0, set_by="issue 10, 2026-12-05"),
 }
 
 
