@@ -108,6 +108,29 @@ def test_targets_are_the_issues() -> None:
     assert all(t.set_by for t in TARGETS.values())
 
 
+def test_a_targets_key_names_its_column_whatever_the_run_size() -> None:
+    """Figures under one target get one column in ``bench report``, by name and variant."""
+    assert target("ingest_cpu_per_event", "many job sets")["target_key"] == (
+        "ingest_cpu_per_event (many job sets)"
+    )
+    quick = _run("quick", "2026-12-05T10:00:00Z", 110.0, [])
+    full = _run("full", "2026-12-05T11:00:00Z", 120.0, [])
+    for run, size in ((quick, "500"), (full, "1,000")):
+        run["figures"].append(  # type: ignore[attr-defined]
+            Figure(
+                "3 ingestion",
+                f"cpu, {size} job sets",
+                1.0,
+                "us",
+                1.0,
+                "client",
+                **target("ingest_cpu_per_event", "many job sets"),
+            ).as_json()
+        )
+    summary = render([quick, full], "r").split("## Run 1")[0]
+    assert summary.count("ingest_cpu_per_event (many job sets)") == 1
+
+
 def test_a_figure_survives_its_json_form() -> None:
     """What ``bench report`` reads back is the figure that was written."""
     fig = from_rounds("3", "cpu", [1.0, 2.0], "us", [1.5, 1.7], "client", max_ratio=1.25)

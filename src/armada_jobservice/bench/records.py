@@ -87,17 +87,21 @@ def render(runs: Sequence[dict[str, Any]], command: str) -> str:
 
 
 def _targets_table(runs: Sequence[dict[str, Any]]) -> str:
-    keys: list[tuple[str, str]] = []
+    keys: list[str] = []
     for run in runs:
         for f in run["figures"]:
-            if f.get("target") and (f["scenario"], f["name"]) not in keys:
-                keys.append((f["scenario"], f["name"]))
+            key = f.get("target_key") or f"{f['scenario'].split()[0]}: {f['name']}"
+            if f.get("target") and key not in keys:
+                keys.append(key)
     header = ["run", "mode", "load (1 min)", "errors"] + [
-        f"{s.split()[0]}: {name} ({_target_of(runs, s, name)})" for s, name in keys
+        f"{key} ({_target_of(runs, key)})" for key in keys
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for n, run in enumerate(runs, 1):
-        by_key = {(f["scenario"], f["name"]): Figure.from_json(f) for f in run["figures"]}
+        by_key = {
+            f.get("target_key") or f"{f['scenario'].split()[0]}: {f['name']}": Figure.from_json(f)
+            for f in run["figures"]
+        }
         cells = [
             f"{n}: {run['info'].get('started', '?')}",
             run["mode"],
@@ -111,10 +115,10 @@ def _targets_table(runs: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _target_of(runs: Sequence[dict[str, Any]], scenario: str, name: str) -> str:
+def _target_of(runs: Sequence[dict[str, Any]], key: str) -> str:
     for run in reversed(runs):
         for f in run["figures"]:
-            if (f["scenario"], f["name"]) == (scenario, name):
+            if key in (f.get("target_key"), f"{f['scenario'].split()[0]}: {f['name']}"):
                 return str(f["target"])
     return ""
 

@@ -35,6 +35,8 @@ class Figure:
     baseline_range: tuple[float, float] | None = None
     #: Rounds behind the value (a failed round is an error, never counted here).
     rounds: int = 1
+    #: The name of the target in ``targets.TARGETS`` (with its variant), if any.
+    target_key: str = ""
 
     @property
     def ratio(self) -> float | None:

@@ -55,6 +55,10 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def target(name: str) -> dict[str, Any]:
-    """The ``Figure`` keyword arguments of the target called *name*."""
-    return TARGETS[name].fields()
+def target(name: str, variant: str = "") -> dict[str, Any]:
+    """The ``Figure`` keyword arguments of the target called *name*.
+
+    *variant* tells apart figures under one target (ingestion over one job
+    set and over many); ``bench report`` gives each name and variant a column.
+    """
+    return {**TARGETS[name].fields(), "target_key": f"{name} ({variant})" if variant else name}
