@@ -108,27 +108,12 @@ def test_targets_are_the_issues() -> None:
     assert all(t.set_by for t in TARGETS.values())
 
 
-def test_a_targets_key_names_its_column_whatever_the_run_size() -> None:
-    """Figures under one target get one column in ``bench report``, by name and variant."""
+def test_a_targets_key_names_the_target_and_its_variant() -> None:
+    """Figures under one target are told apart by their variant."""
     assert target("ingest_cpu_per_event", "many job sets")["target_key"] == (
         "ingest_cpu_per_event (many job sets)"
     )
-    quick = _run("quick", "2026-12-05T10:00:00Z", 110.0, [])
-    full = _run("full", "2026-12-05T11:00:00Z", 120.0, [])
-    for run, size in ((quick, "500"), (full, "1,000")):
-        run["figures"].append(  # type: ignore[attr-defined]
-            Figure(
-                "3 ingestion",
-                f"cpu, {size} job sets",
-                1.0,
-                "us",
-                1.0,
-                "client",
-                **target("ingest_cpu_per_event", "many job sets"),
-            ).as_json()
-        )
-    summary = render([quick, full], "r").split("## Run 1")[0]
-    assert summary.count("ingest_cpu_per_event (many job sets)") == 1
+    assert target("bytes_per_job")["target_key"] == "bytes_per_job"
 
 
 def test_a_figure_survives_its_json_form() -> None:
@@ -156,8 +141,8 @@ def test_report_renders_every_recorded_run(tmp_path: Path) -> None:
     assert "2 recorded run(s)" in text
     assert text.index("## Run 1") < text.index("## Run 2")
     summary = text.split("## Run 1")[0]
-    assert "1.1 yes" in summary
-    assert "1.4 NO" in summary
+    assert "| 1.1 | yes |" in summary
+    assert "| 1.4 | NO |" in summary
     assert "scenario 3 failed: boom" in text
     assert "do not edit by hand" in text
 

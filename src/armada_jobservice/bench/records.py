@@ -87,46 +87,27 @@ def render(runs: Sequence[dict[str, Any]], command: str) -> str:
 
 
 def _targets_table(runs: Sequence[dict[str, Any]]) -> str:
-    keys: list[str] = []
-    for run in runs:
-        for f in run["figures"]:
-            key = f.get("target_key") or f"{f['scenario'].split()[0]}: {f['name']}"
-            if f.get("target") and key not in keys:
-                keys.append(key)
-    header = ["run", "mode", "load (1 min)", "errors"] + [
-        f"{key} ({_target_of(runs, key)})" for key in keys
-    ]
+    """Every targeted figure of every run, one row each, run after run."""
+    header = ["run", "mode", "load (1 min)", "errors", "figure", "target", "ratio or value", "met"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for n, run in enumerate(runs, 1):
-        by_key = {
-            f.get("target_key") or f"{f['scenario'].split()[0]}: {f['name']}": Figure.from_json(f)
-            for f in run["figures"]
-        }
-        cells = [
-            f"{n}: {run['info'].get('started', '?')}",
-            run["mode"],
-            _load(run),
-            str(len(run["errors"])),
-        ]
-        for key in keys:
-            fig = by_key.get(key)
-            cells.append("-" if fig is None else _verdict(fig))
-        lines.append("| " + " | ".join(cells) + " |")
+        for fig in (Figure.from_json(f) for f in run["figures"]):
+            if not fig.target:
+                continue
+            by_ratio = fig.min_ratio is not None or fig.max_ratio is not None
+            shown = fig.ratio if by_ratio else fig.value
+            cells = [
+                f"{n}: {run['info'].get('started', '?')}",
+                run["mode"],
+                _load(run),
+                str(len(run["errors"])),
+                f"{fig.scenario.split()[0]}: {fig.name}",
+                fig.target,
+                "-" if shown is None or not math.isfinite(shown) else f"{shown:.3g}",
+                {True: "yes", False: "NO", None: "-"}[fig.met],
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _target_of(runs: Sequence[dict[str, Any]], key: str) -> str:
-    for run in reversed(runs):
-        for f in run["figures"]:
-            if key in (f.get("target_key"), f"{f['scenario'].split()[0]}: {f['name']}"):
-                return str(f["target"])
-    return ""
-
-
-def _verdict(fig: Figure) -> str:
-    shown = fig.ratio if fig.min_ratio is not None or fig.max_ratio is not None else fig.value
-    text = "-" if shown is None or not math.isfinite(shown) else f"{shown:.3g}"
-    return f"{text} {'yes' if fig.met else 'NO' if fig.met is False else ''}".strip()
 
 
 def _load(run: dict[str, Any]) -> str:

@@ -59,6 +59,6 @@ def target(name: str, variant: str = "") -> dict[str, Any]:
     """The ``Figure`` keyword arguments of the target called *name*.
 
     *variant* tells apart figures under one target (ingestion over one job
-    set and over many); ``bench report`` gives each name and variant a column.
+    set and over many) in the run's JSON (``target_key``).
     """
     return {**TARGETS[name].fields(), "target_key": f"{name} ({variant})" if variant else name}
