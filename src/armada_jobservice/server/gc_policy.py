@@ -4,7 +4,7 @@ Each open event stream keeps dozens of gRPC and asyncio objects alive; with
 thousands of subscriptions, one full collection of CPython's cyclic collector
 walks all of them and stops the event loop for as long, which polls feel as
 their tail latency (measured with bench scenario 4; the figures are in
-``docs/operations.md`` and ``BENCHMARKS.md``). ``gc.freeze()`` moves every
+``docs/operations.md`` and ``docs/benchmarks.md``). ``gc.freeze()`` moves every
 object alive now to a generation the collector no longer scans, so automatic
 collections only look at what was created since. Frozen objects that later die
 in reference cycles are not reclaimed until they are unfrozen, so once in a
