@@ -397,7 +397,7 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
         log = sim.event_log.log(request.queue, request.id)
         # Without watch, Armada stops after the last event that existed when
         # the call arrived.
-        stop = None if request.watch else len(log)
+        stop = None if request.watch else log.end
         rule = sim.faults.take_stream_rule(request.queue, request.id)
         handle = sim.open_stream(request, log)
         try:
@@ -411,12 +411,16 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
                 if released is not None:
                     await released.wait()
                     continue
-                messages = log.messages
+                # Positions count every event ever appended; expired ones are
+                # gone, so a stream behind them goes on at the oldest kept.
                 # The bound is re-read after every send: events appended while
                 # a send was suspended must not be left for a wake-up that
                 # already happened.
-                while position < (len(messages) if stop is None else min(stop, len(messages))):
-                    message = messages[position]
+                while position < (log.end if stop is None else min(stop, log.end)):
+                    position = max(position, log.base)
+                    if stop is not None and position >= stop:
+                        break
+                    message = log.messages[position - log.base]
                     position += 1
                     if sim.faults.stream_delay_s:
                         await asyncio.sleep(sim.faults.stream_delay_s)
@@ -446,6 +450,7 @@ class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
         self, request: job_pb2.JobStatusRequest, context: Context
     ) -> job_pb2.JobStatusResponse:
         """Return each job's state; UNKNOWN for ids the simulator never saw."""
+        self._sim.query_calls["GetJobStatus"] += 1
         await self._gate(context)
         jobs = self._sim.engine.jobs
         states: dict[str, Any] = {}
@@ -462,6 +467,7 @@ class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
         self, request: job_pb2.JobErrorsRequest, context: Context
     ) -> job_pb2.JobErrorsResponse:
         """Return each job's failure reason (empty unless it failed)."""
+        self._sim.query_calls["GetJobErrors"] += 1
         await self._gate(context)
         jobs = self._sim.engine.jobs
         errors = {}
@@ -469,6 +475,27 @@ class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
             job = jobs.get(job_id)
             errors[job_id] = job.error if job is not None else ""
         return job_pb2.JobErrorsResponse(job_errors=errors)
+
+    async def GetJobDetails(
+        self, request: job_pb2.JobDetailsRequest, context: Context
+    ) -> job_pb2.JobDetailsResponse:
+        """Return the queue, job set and state of each job the simulator knows (others left out).
+
+        As Armada's query API does, ids it does not know are missing from the
+        answer; specs and runs are not simulated.
+        """
+        self._sim.query_calls["GetJobDetails"] += 1
+        await self._gate(context)
+        jobs = self._sim.engine.jobs
+        details = {}
+        for job_id in request.job_ids:
+            job = jobs.get(job_id)
+            if job is None or job.state is None:
+                continue
+            details[job_id] = job_pb2.JobDetails(
+                job_id=job_id, queue=job.queue, jobset=job.job_set_id, state=job.state.to_api()
+            )
+        return job_pb2.JobDetailsResponse(job_details=details)
 
 
 def add_servicers(sim: ArmadaSimulator, server: grpc.aio.Server) -> None:

@@ -80,6 +80,7 @@ class ArmadaSimulator:
         grace_s: float = 0.2,
         max_recorded_requests: int = 100_000,
         permissions: TokenScopes | None = None,
+        event_retention_s: float | None = None,
     ) -> None:
         """Configure a simulator; nothing listens until ``start()``.
 
@@ -88,11 +89,15 @@ class ArmadaSimulator:
         repeatable; ``requestor`` is the user named in cancellations.
         ``permissions`` (a parsed ``TOKEN [PATTERNS]`` file) makes every call
         need a listed bearer token and limits each token to its queues.
+        ``event_retention_s`` (real seconds; None keeps events for ever) drops a
+        job set's events once it has had no new event for that long, as
+        Armada's event store does (``eventlog``); the query API (``api.Jobs``)
+        still answers from the job records.
         """
         self.host = host
         self._requested_port = port
         self._port: int | None = None
-        self.event_log = EventLog()
+        self.event_log = EventLog(event_retention_s)
         self.scheduler = Scheduler(time_scale)
         self.engine = Engine(self.event_log, self.scheduler, mix or Mix(), seed, requestor)
         self.faults = faults or Faults()
@@ -104,6 +109,8 @@ class ArmadaSimulator:
             maxlen=max_recorded_requests
         )
         self._streams: set[StreamHandle] = set()
+        #: Calls of the query API (``api.Jobs``) by method name.
+        self.query_calls: collections.Counter[str] = collections.Counter()
         self._grace_s = grace_s
         self._server: grpc.aio.Server | None = None
         for name in queues:
@@ -270,9 +277,22 @@ class ArmadaSimulator:
         return ids
 
     def events(self, queue: str, job_set_id: str) -> list[event_pb2.EventStreamMessage]:
-        """Return a copy of the job set's events, oldest first."""
+        """Return a copy of the job set's events kept (not expired), oldest first."""
         log = self.event_log.get(queue, job_set_id)
         return list(log.messages) if log is not None else []
+
+    def expire_events(self, queue: str | None = None, job_set_id: str | None = None) -> int:
+        """Drop events as retention would; return how many were dropped.
+
+        With a job set, its events go now whatever their age (a test's step);
+        without, those of every job set idle for ``event_retention_s``.
+        """
+        if queue is not None and job_set_id is not None:
+            dropped = self.event_log.expire(queue, job_set_id)
+        else:
+            dropped = self.event_log.expire_idle()
+        self.engine.notify()
+        return dropped
 
     # -- streams and inspection ------------------------------------------------------
 
