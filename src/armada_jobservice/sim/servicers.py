@@ -446,12 +446,18 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
 class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
     """``api.Jobs``: the query API that the armada-airflow operator polls."""
 
+    async def _query_gate(self, method: str, context: Context) -> None:
+        sim = self._sim
+        sim.query_calls[method] += 1
+        await self._gate(context)
+        if sim.query_refusal is not None:
+            await _abort(context, sim.query_refusal, "armada-sim: query API refusal injected")
+
     async def GetJobStatus(
         self, request: job_pb2.JobStatusRequest, context: Context
     ) -> job_pb2.JobStatusResponse:
         """Return each job's state; UNKNOWN for ids the simulator never saw."""
-        self._sim.query_calls["GetJobStatus"] += 1
-        await self._gate(context)
+        await self._query_gate("GetJobStatus", context)
         jobs = self._sim.engine.jobs
         states: dict[str, Any] = {}
         for job_id in request.job_ids:
@@ -467,8 +473,7 @@ class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
         self, request: job_pb2.JobErrorsRequest, context: Context
     ) -> job_pb2.JobErrorsResponse:
         """Return each job's failure reason (empty unless it failed)."""
-        self._sim.query_calls["GetJobErrors"] += 1
-        await self._gate(context)
+        await self._query_gate("GetJobErrors", context)
         jobs = self._sim.engine.jobs
         errors = {}
         for job_id in request.job_ids:
@@ -484,8 +489,7 @@ class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
         As Armada's query API does, ids it does not know are missing from the
         answer; specs and runs are not simulated.
         """
-        self._sim.query_calls["GetJobDetails"] += 1
-        await self._gate(context)
+        await self._query_gate("GetJobDetails", context)
         jobs = self._sim.engine.jobs
         details = {}
         for job_id in request.job_ids:

@@ -111,6 +111,8 @@ class ArmadaSimulator:
         self._streams: set[StreamHandle] = set()
         #: Calls of the query API (``api.Jobs``) by method name.
         self.query_calls: collections.Counter[str] = collections.Counter()
+        #: While set, every query-API call fails with this status (events still flow).
+        self.query_refusal: grpc.StatusCode | None = None
         self._grace_s = grace_s
         self._server: grpc.aio.Server | None = None
         for name in queues:
