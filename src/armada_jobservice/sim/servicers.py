@@ -416,10 +416,9 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
                 # The bound is re-read after every send: events appended while
                 # a send was suspended must not be left for a wake-up that
                 # already happened.
-                while position < (log.end if stop is None else min(stop, log.end)):
-                    position = max(position, log.base)
-                    if stop is not None and position >= stop:
-                        break
+                while (position := max(position, log.base)) < (
+                    log.end if stop is None else min(stop, log.end)
+                ):
                     message = log.messages[position - log.base]
                     position += 1
                     if sim.faults.stream_delay_s:
@@ -497,7 +496,12 @@ class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
             if job is None or job.state is None:
                 continue
             details[job_id] = job_pb2.JobDetails(
-                job_id=job_id, queue=job.queue, jobset=job.job_set_id, state=job.state.to_api()
+                job_id=job_id,
+                queue=job.queue,
+                jobset=job.job_set_id,
+                state=job.state.to_api(),
+                cancel_reason=job.cancel_reason,
+                cancel_user=job.cancel_user,
             )
         return job_pb2.JobDetailsResponse(job_details=details)
 
