@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -213,3 +214,28 @@ async def test_a_refusing_query_api_leaves_jobs_unknown_then_answered_once_it_wo
 async def _poll_then_failures(poll: Callable[[], Awaitable[Any]], app: JobServiceApp) -> int:
     assert (await poll()).state is JobState.JOB_ID_NOT_FOUND
     return sum(app.backfill.failures.values())
+
+
+async def test_in_a_fleet_only_the_owner_asks_and_followers_answer_from_the_database(
+    sim: ArmadaSimulator, start: Start, pg_url: str
+) -> None:
+    """Two replicas polled alike: the lease holder asks Armada, the other reads its rows."""
+    (failed,) = await finished_and_expired(sim, FAILED)
+    fleet = [await start(database=pg_url, replica_name=f"r{n}", lease_ttl_s=3.0) for n in range(2)]
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(AsyncJobServiceClient(f"127.0.0.1:{app.grpc_port}"))
+            for app in fleet
+        ]
+
+        async def every_replica_answers() -> bool:
+            answers = [await c.get_job_status(Q, JS, failed) for c in clients]
+            return all(a.state is JobState.FAILED and "OOMKilled" in a.error for a in answers)
+
+        await eventually(every_replica_answers, interval=0.05)
+    owners = [app for app in fleet if JobSetKey(Q, JS) in app.fleet.owned]  # type: ignore[union-attr]
+    assert len(owners) == 1
+    (follower,) = [app for app in fleet if app is not owners[0]]
+    assert owners[0].backfill.answered == 1
+    assert follower.backfill.queries == 0
+    assert follower.backfill.answered == 0
