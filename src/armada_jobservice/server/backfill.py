@@ -221,7 +221,9 @@ class Backfill:
                 found = {job: d for job, d in found.items() if job not in failed}
             else:
                 errors = answer.job_errors
-        self._failure_streak = 0
+                self._failure_streak = 0
+        else:
+            self._failure_streak = 0
         for job, d in found.items():
             self._apply(batch[job], job[1], d, errors.get(job[1], ""))
         return len(batch)
