@@ -95,10 +95,12 @@ def test_a_terminal_state_held_is_not_moved_back_by_a_backfilled_one() -> None:
         (10.0, 11.5, 13.0, False),  # an event came lately
         (10.0, 11.5, 13.5, True),  # and quiet since
         (50.0, 10.0, 51.0, False),  # reopened lately: quiet before it does not count
+        (10.0, 69.9, 69.95, False),  # a busy stream, open for less than BUSY_STREAM_S
+        (10.0, 69.9, 70.0, True),  # open that long: caught up though never quiet
     ],
 )
 def test_caught_up(opened: float | None, last_event: float, now: float, expected: bool) -> None:
-    """A stream is caught up once open, and without events, for quiet_s (2 s here)."""
+    """Caught up once open, and without events, for quiet_s (2 s here), or open 60 s."""
     assert caught_up(opened, last_event, now, 2.0) is expected
 
 

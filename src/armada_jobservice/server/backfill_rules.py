@@ -8,8 +8,10 @@ name. These are its decisions, with no I/O, so that tests can table them:
   new ones). A stream counts as caught up once it has been open for
   ``quiet_s`` and no event arrived for ``quiet_s``: a backlog is delivered as
   fast as Armada can read it, so a quiet gap that long means it has been
-  delivered. Deciding too early costs one query, never a wrong answer: the
-  query API's answer is Armada's own, and later events still apply.
+  delivered. A stream that is never quiet (a busy job set) counts as caught
+  up once open for ``BUSY_STREAM_S``. Deciding too early costs one query,
+  never a wrong answer: the query API's answer is Armada's own, a terminal
+  one is final, and later events still apply by the usual rules.
 - ``event_for``: an ``api.JobState`` turned into the ``EventMessage`` that
   would have said it, so that the cache applies it by the usual rules
   (terminal states never move back).
@@ -21,6 +23,10 @@ from __future__ import annotations
 from armada_client.armada import event_pb2, submit_pb2
 
 _JobState = submit_pb2.JobState
+
+#: A stream open this long counts as caught up even if events never stop:
+#: longer than Armada takes to send a large backlog (it reads 500 at a time).
+BUSY_STREAM_S = 60.0
 
 #: States whose text comes from ``GetJobErrors``.
 NEEDS_ERRORS = frozenset({submit_pb2.FAILED, submit_pb2.PREEMPTED, submit_pb2.REJECTED})
@@ -56,7 +62,7 @@ def caught_up(opened_at: float | None, last_event: float, now: float, quiet_s: f
     """Whether a stream opened at *opened_at* (None: not open) has delivered its backlog."""
     if opened_at is None:
         return False
-    return now - max(opened_at, last_event) >= quiet_s
+    return now - max(opened_at, last_event) >= quiet_s or now - opened_at >= BUSY_STREAM_S
 
 
 def is_known(state: _JobState.ValueType) -> bool:
