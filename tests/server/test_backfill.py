@@ -239,3 +239,21 @@ async def test_in_a_fleet_only_the_owner_asks_and_followers_answer_from_the_data
     assert owners[0].backfill.answered == 1
     assert follower.backfill.queries == 0
     assert follower.backfill.answered == 0
+
+
+async def test_polls_beyond_the_pending_bound_are_not_queued(
+    sim: ArmadaSimulator, start: Start
+) -> None:
+    """With at most 5 waiting and one call per 1,000 s, 20 unknown jobs queue at most 5."""
+    ids = await finished_and_expired(sim, *([{}] * 20))
+    app = await start(backfill_max_pending=5, backfill_queries_per_s=0.001)
+    async with AsyncJobServiceClient(f"127.0.0.1:{app.grpc_port}") as client:
+        await client.get_job_status(Q, JS, "first-poll")
+        js = app.subscriptions.job_sets[JobSetKey(Q, JS)]
+        await eventually(lambda: app.backfill.caught_up(js, time.monotonic()))
+        answers = await asyncio.gather(*(client.get_job_status(Q, JS, j) for j in ids))
+    assert {a.state for a in answers} == {JobState.JOB_ID_NOT_FOUND}
+    assert app.backfill.pending <= 5
+    # The first call took at most 5; every other poll was queued or refused.
+    assert app.backfill.dropped >= 20 - 5 - 5
+    assert metric(app, "armada_jobservice_backfill_jobs_not_queued_total") == app.backfill.dropped

@@ -181,14 +181,15 @@ class Backfill:
         budget.spend(time.monotonic())
 
     def _take(self) -> dict[_Job, JobSet]:
-        batch: dict[_Job, JobSet] = {}
+        taken: list[_Job] = []
         ids: set[str] = set()
-        for job in list(self._pending):
+        # Oldest first; one id polled under two job sets is asked about once.
+        for job in self._pending:
             if job[1] not in ids and len(ids) >= self.batch_size:
                 break
             ids.add(job[1])
-            batch[job] = self._pending.pop(job)
-        return batch
+            taken.append(job)
+        return {job: self._pending.pop(job) for job in taken}
 
     async def query_once(self) -> int:
         """Ask Armada about one batch of queued jobs and apply the answers; return jobs asked."""
