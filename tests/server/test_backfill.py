@@ -257,3 +257,22 @@ async def test_polls_beyond_the_pending_bound_are_not_queued(
     # The first call took at most 5; every other poll was queued or refused.
     assert app.backfill.dropped >= 20 - 5 - 5
     assert metric(app, "armada_jobservice_backfill_jobs_not_queued_total") == app.backfill.dropped
+
+
+async def test_events_expired_by_the_simulators_retention_are_backfilled(
+    start: Start, settings: Settings
+) -> None:
+    """With a real retention time (not a step), an expired failure still answers FAILED."""
+    async with ArmadaSimulator(queues=[Q], time_scale=0.0, event_retention_s=0.3) as sim:
+        (failed,) = [sim.submit(Q, JS, FAILED)[0]]
+        await sim.wait_for_terminal([failed])
+        await eventually(lambda: not sim.event_log.exists(Q, JS))
+        app = await start(armada_url=sim.address)
+        async with AsyncJobServiceClient(f"127.0.0.1:{app.grpc_port}") as client:
+            answer = await eventually(
+                lambda: client.get_job_status(Q, JS, failed),
+                lambda s: s.state is JobState.FAILED,
+            )
+        assert "OOMKilled" in answer.error
+        assert sim.query_calls["GetJobDetails"] >= 1
+        await app.stop()

@@ -131,3 +131,16 @@ async def test_a_query_refusal_fails_every_query_call_and_nothing_else(
         await stub.GetJobStatus(job_pb2.JobStatusRequest(job_ids=[job]))
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
     assert await read_events(channel)
+
+
+def test_the_retention_flag_reaches_the_event_log() -> None:
+    """``--event-retention-s`` sets the log's retention; zero or less is refused."""
+    from armada_jobservice.cli import build_parser
+    from armada_jobservice.cli.sim import build
+
+    args = build_parser().parse_args(["armada-sim", "--event-retention-s", "3600"])
+    assert build(args).event_log.retention_s == 3600.0
+    assert build(build_parser().parse_args(["armada-sim"])).event_log.retention_s is None
+    bad = build_parser().parse_args(["armada-sim", "--event-retention-s", "0"])
+    with pytest.raises(ValueError, match="event-retention-s"):
+        build(bad)

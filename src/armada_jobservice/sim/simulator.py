@@ -115,6 +115,7 @@ class ArmadaSimulator:
         self.query_refusal: grpc.StatusCode | None = None
         self._grace_s = grace_s
         self._server: grpc.aio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         for name in queues:
             self.engine.create_queue(name)
 
@@ -146,6 +147,12 @@ class ArmadaSimulator:
         await server.start()
         self._server = server
         self._port = port
+        if self.event_log.retention_s is not None:
+            # Expiry applies whenever a log is read; the sweep only frees the
+            # memory of job sets nobody reads any more.
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep_expired(self.event_log.retention_s), name="armada-sim event expiry"
+            )
         logger.info("armada simulator listening on %s", self.address)
         return self
 
@@ -154,8 +161,16 @@ class ArmadaSimulator:
         server, self._server = self._server, None
         if server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self.scheduler.close()
         await server.stop(self._grace_s)
+
+    async def _sweep_expired(self, retention_s: float) -> None:
+        while True:
+            await asyncio.sleep(min(retention_s, 60.0))
+            self.event_log.expire_idle()
 
     async def __aenter__(self) -> ArmadaSimulator:
         """Start the simulator."""
