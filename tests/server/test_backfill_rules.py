@@ -116,3 +116,16 @@ def test_the_budget_spaces_calls_at_its_rate() -> None:
     assert budget.delay_s(10.0) == 0.0  # an idle minute saves no more than the burst
     budget.spend(10.0)
     assert budget.delay_s(10.0) == pytest.approx(0.5)
+
+
+def test_a_later_event_moves_a_backfilled_job_on() -> None:
+    """A job backfilled as RUNNING ends when its own succeeded event arrives."""
+    from armada_jobservice.sim import build_event
+
+    js = JobSet(JobSetKey("q", "s"), 0.0)
+    running = event_for("j", submit_pb2.RUNNING)
+    assert running is not None
+    js.apply("", running, 0.0)
+    assert js.apply("00000000000000000007", build_event("succeeded", "q", "s", "j"), 1.0)
+    assert js.lookup("j") == (int(WireState.SUCCEEDED), "")
+    assert js.last_message_id == "00000000000000000007"
