@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import WireState
 from armada_jobservice.server.auth import ANONYMOUS, GET_JOB_STATUS, Access
+from armada_jobservice.server.backfill import Backfill
 from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.limits import IdentityLimits
 from armada_jobservice.server.loader import JobSetLoader
@@ -36,6 +37,7 @@ _Request = jobservice_pb2.JobServiceRequest
 _Response = jobservice_pb2.JobServiceResponse
 _SERVICE = jobservice_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 _CONNECTION_ERR = int(WireState.CONNECTION_ERR)
+_NOT_FOUND = int(WireState.JOB_ID_NOT_FOUND)
 _PLAIN = tuple(_Response(state=int(s)) for s in WireState)  # type: ignore[arg-type]
 
 
@@ -97,8 +99,11 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         access: Access | None = None,
         limits: IdentityLimits | None = None,
         refusals: Refusals | None = None,
+        backfill: Backfill | None = None,
     ) -> None:
         self._subs = subscriptions
+        #: Asks Armada's query API about jobs unknown once their stream caught up.
+        self._backfill = backfill if backfill is not None and backfill.enabled else None
         self._access = access
         self._limits = limits if limits is not None and limits.enabled else None
         self._refusals = refusals if refusals is not None else Refusals()
@@ -168,7 +173,10 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
                 return self._answer(_CONNECTION_ERR, str(exc))
             except StoreError as exc:
                 return self._answer(_CONNECTION_ERR, f"job service database: {exc}")
-        return self._answer(*js.poll(job_id, now, self._grace_s))
+        state, error = js.poll(job_id, now, self._grace_s)
+        if state == _NOT_FOUND and self._backfill is not None:
+            self._backfill.note(js, job_id, now)
+        return self._answer(state, error)
 
     async def _refuse_limit(
         self, refused: tuple[str, str], identity: str, queue: str, context: Any
