@@ -25,17 +25,26 @@ EXPECTED = [
     ("2 first polls", "first polls per second"),
     ("2 first polls", "time until first event visible p50"),
     ("2 first polls", "time until first event visible p99"),
-    ("3 ingestion", "events/s applied and flushed, 1 job set"),
-    ("3 ingestion", "events/s applied and flushed, 20 job sets"),
-    ("3 ingestion", "server CPU per event, 1 job set"),
+    ("3 ingestion", "events/s applied and flushed, 1 job set, timed from the first poll"),
+    ("3 ingestion", "events/s applied and flushed, 1 job set, from open streams"),
+    ("3 ingestion", "events/s applied and flushed, 20 job sets, timed from the first poll"),
+    ("3 ingestion", "events/s applied and flushed, 20 job sets, from open streams"),
+    ("3 ingestion", "server CPU per event, 1 job set, timed from the first poll"),
+    ("3 ingestion", "server CPU per event, 1 job set, from open streams"),
+    ("3 ingestion", "server CPU per event, 20 job sets, timed from the first poll"),
+    ("3 ingestion", "server CPU per event, 20 job sets, from open streams"),
     ("4 subscription scale", "RSS per subscription"),
     ("4 subscription scale", "RSS per cached job at "),
+    ("4 subscription scale", "p50 latency at "),
     ("4 subscription scale", "p99 latency at "),
+    ("4 subscription scale", "p99 latency while streaming, a full garbage collection forced"),
+    ("4 subscription scale", "longest poll while streaming, a full garbage collection forced"),
     ("5 restart", "start to first correct answer"),
     ("5 restart", "start to every job set answering correctly"),
     ("5 restart", "streams not resumed from the stored position"),
     ("6 old way", "polls per server-CPU-second, saturated"),
     ("6 old way", "events/s until visible to polls"),
+    ("6 old way", "server CPU per event"),
     ("7 fleet", "polls per server-CPU-second, 2 replicas summed"),
     ("7 fleet", "streams opened per job set"),
     ("7 fleet", "event to visible through the other replica p99"),
@@ -54,10 +63,16 @@ EXPECTED = [
 
 @pytest.mark.timeout(600)
 def test_bench_smoke_reports_every_figure(tmp_path: Path) -> None:
-    """A tiny run through the same code as ``--quick`` exits 0 and reports each figure."""
+    """A tiny run through the same code as ``--quick`` exits 0 and reports each figure.
+
+    Every value, baseline and range is a finite number; the run is recorded
+    and ``bench report`` renders it with every figure.
+    """
     out = tmp_path / "bench.json"
+    runs = tmp_path / "runs"
+    cli = [sys.executable, "-m", "armada_jobservice.cli", "bench"]
     proc = subprocess.run(
-        [sys.executable, "-m", "armada_jobservice.cli", "bench", "--smoke", "--json", str(out)],
+        [*cli, "--smoke", "--json", str(out), "--record", str(runs)],
         capture_output=True,
         text=True,
         timeout=540,
@@ -72,7 +87,25 @@ def test_bench_smoke_reports_every_figure(tmp_path: Path) -> None:
         assert found, f"missing figure {scenario}: {name}"
     for f in figures:
         assert math.isfinite(f["value"]), f
+        if f["baseline_name"]:
+            assert math.isfinite(f["baseline"] or math.nan), f
+            assert math.isfinite(f["ratio"] or math.nan), f
+        for span in (f["value_range"], f["baseline_range"]):
+            assert span is None or all(math.isfinite(x) for x in span), f
+        if f["target"]:
+            assert f["met"] in (True, False), f
     assert report["cpu_s"]["service"] > 0
     # The same figures are printed as a table.
     assert "| scenario" in proc.stdout
     assert "polls per server-CPU-second" in proc.stdout
+    # The recorded run is the report's JSON with where and how it ran.
+    (recorded,) = runs.glob("*.json")
+    kept = json.loads(recorded.read_text())
+    assert kept["figures"] == report["figures"]
+    assert {"versions", "git_commit", "load_before", "load_after", "cpu_model"} <= set(kept["info"])
+    rendered = subprocess.run(
+        [*cli, "report", str(runs)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert rendered.startswith("# Benchmarks")
+    for f in figures:
+        assert f["name"] in rendered

@@ -46,3 +46,15 @@ def test_unfreeze_collects_cycles_that_died_while_frozen() -> None:
     assert ref() is not None  # frozen: the collector does not look at it
     policy.step(100)  # unfreeze and collect
     assert ref() is None
+
+
+def test_a_full_collection_on_demand_reports_its_pause() -> None:
+    """``full_collection`` (SIGUSR1 in ``serve``) unfreezes, collects and keeps its pause."""
+    policy = GcPolicy(freeze_every_s=5, unfreeze_every_s=100, now=0)
+    policy.step(5)
+    assert gc.get_freeze_count() > 0
+    assert policy.last_full_pause_s is None
+    pause = policy.full_collection()
+    assert gc.get_freeze_count() == 0
+    assert pause >= 0
+    assert policy.last_full_pause_s == pause

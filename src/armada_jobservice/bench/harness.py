@@ -11,7 +11,7 @@ import contextlib
 import random
 import statistics
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -31,7 +31,7 @@ from armada_jobservice.bench.report import Report
 from armada_jobservice.bench.simhost import SimHost
 from armada_jobservice.bench.sizes import Sizes
 
-#: The events every job of the poll and ingestion scenarios goes through.
+#: The events every job of the fleet scenario goes through.
 LIFECYCLE = ("submitted", "running", "succeeded")
 
 #: Where the fleet scenario finds PostgreSQL unless told (``bench --postgres``).
@@ -101,13 +101,15 @@ class Bench:
         polls: Sequence[Poll],
         mode: Literal["closed", "open"],
         param: float,
+        midway: Callable[[], object] | None = None,
     ) -> Run:
         """Run one poll load for ``poll_s`` seconds and meter process *pid* meanwhile.
 
         *mode* ``closed``: *param* callers in all, each sending its next poll
         when the last is answered; ``open``: *param* polls a second in all.
+        *midway* is called half way through the measured window.
         """
-        result, meters = self.spread_polls([(address, pid)], polls, mode, param)
+        result, meters = self.spread_polls([(address, pid)], polls, mode, param, midway)
         return result, meters[0]
 
     def spread_polls(
@@ -116,6 +118,7 @@ class Bench:
         polls: Sequence[Poll],
         mode: Literal["closed", "open"],
         param: float,
+        midway: Callable[[], object] | None = None,
     ) -> tuple[PollCounts, list[CpuMeter]]:
         """As ``polls``, the load processes taking the servers (address, pid) in turn."""
         n = self.sizes.load_processes
@@ -129,7 +132,12 @@ class Bench:
         start = group.go()
         sleep_until(start)
         meters = [CpuMeter(pid).start() for _, pid in servers]
-        time.sleep(self.sizes.poll_s)
+        if midway is None:
+            time.sleep(self.sizes.poll_s)
+        else:
+            time.sleep(self.sizes.poll_s / 2)
+            midway()
+            sleep_until(start + self.sizes.poll_s)
         for meter in meters:
             meter.stop()
         result = PollCounts.merged(group.results())
@@ -193,21 +201,33 @@ def rate(r: PollCounts, m: CpuMeter) -> float:
     return r.calls / m.wall_s
 
 
-def last_polls(seeded: Sequence[Seeded], queue: str, want: WireState) -> list[Poll]:
-    """One poll per job set, of the job whose event comes last: visible means all are in."""
-    return [Poll(queue, s.job_set_id, s.job_ids[-1], want) for s in seeded]
+def last_polls(seeded: Sequence[Seeded], queue: str, want: WireState | None = None) -> list[Poll]:
+    """One poll per job set, of the job whose event came last: visible means all are in.
+
+    *want*: the state every job set's last job ends in (job sets seeded with
+    ``seed``); without it, each job set's own (seeded with ``seed_mix``).
+    """
+    if want is not None:
+        return [Poll(queue, s.job_set_id, s.job_ids[-1], want) for s in seeded]
+    return [
+        Poll(queue, s.job_set_id, s.job_ids[s.last_index], s.wants[s.last_index]) for s in seeded
+    ]
 
 
 def seed_for_polls(bench: Bench, queue: str) -> tuple[list[Seeded], list[Poll]]:
-    """Seed the poll scenarios' job sets (all jobs end SUCCEEDED) and a poll of each job.
+    """Seed the poll scenarios' job sets from the bench's mix, and a poll of each job.
 
-    The polls are shuffled with a fixed seed, so consecutive polls hit
-    different job sets and every run sends the same sequence.
+    Every job is polled, whatever its state (errors included), expecting the
+    state its events lead to. The polls are shuffled with a fixed seed, so
+    consecutive polls hit different job sets and every run sends the same
+    sequence.
     """
     sz = bench.sizes
-    seeded = bench.sim.seed(queue, queue, sz.poll_sets, sz.poll_jobs_per_set, LIFECYCLE)
+    seeded = bench.sim.seed_mix(queue, queue, sz.poll_sets, sz.poll_jobs_per_set)
     polls = [
-        Poll(queue, s.job_set_id, job, WireState.SUCCEEDED) for s in seeded for job in s.job_ids
+        Poll(queue, s.job_set_id, job, want)
+        for s in seeded
+        for job, want in zip(s.job_ids, s.wants, strict=True)
     ]
     random.Random(1).shuffle(polls)
     return seeded, polls

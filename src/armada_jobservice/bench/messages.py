@@ -40,6 +40,12 @@ class Seeded(NamedTuple):
     job_set_id: str
     job_ids: list[str]
     last_message_id: str
+    #: What the service must answer for each job of ``job_ids`` once all is in.
+    wants: tuple[WireState, ...] = ()
+    #: Events published to the job set.
+    events: int = 0
+    #: The index in ``job_ids`` of the job whose event was published last.
+    last_index: int = -1
 
 
 # -- the conversation between parent and child ------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,20 @@ class Figure:
     #: An absolute ceiling, for figures judged without a ratio (bytes per job).
     max_value: float | None = None
     note: str = ""
+    #: (lowest, highest) over the rounds the value is the median of, if several.
+    value_range: tuple[float, float] | None = None
+    baseline_range: tuple[float, float] | None = None
+    #: Rounds behind the value (a failed round is an error, never counted here).
+    rounds: int = 1
+    #: The name of the target in ``targets.TARGETS`` (with its variant), if any.
+    target_key: str = ""
 
     @property
     def ratio(self) -> float | None:
-        """``value / baseline``, or None without a usable baseline."""
-        if self.baseline is None or self.baseline == 0 or math.isnan(self.baseline):
+        """``value / baseline``, or None without a usable value and baseline."""
+        if self.baseline is None or self.baseline == 0 or not math.isfinite(self.baseline):
+            return None
+        if not math.isfinite(self.value):
             return None
         return self.value / self.baseline
 
@@ -63,6 +73,8 @@ class Figure:
                 return None
             checks.append(ratio <= self.max_ratio)
         if self.max_value is not None:
+            if not math.isfinite(self.value):
+                return None
             checks.append(self.value <= self.max_value)
         return all(checks) if checks else None
 
@@ -71,6 +83,16 @@ class Figure:
         data = dataclasses.asdict(self)
         data.update(ratio=self.ratio, target=self.target, met=self.met)
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Figure:
+        """The figure ``as_json`` wrote (derived keys are computed again, not read)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kept = {k: v for k, v in data.items() if k in names}
+        for key in ("value_range", "baseline_range"):
+            if kept.get(key) is not None:
+                kept[key] = tuple(kept[key])
+        return cls(**kept)
 
 
 @dataclass(slots=True)
@@ -105,6 +127,56 @@ class Report:
         path.write_text(json.dumps(self.as_json(), indent=2) + "\n")
 
 
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """The median of a figure over rounds, and its range."""
+
+    median: float
+    low: float
+    high: float
+    rounds: int
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Spread:
+        """The spread of *values* (NaN throughout when there are none)."""
+        got = sorted(values)
+        if not got:
+            nan = float("nan")
+            return cls(nan, nan, nan, 0)
+        return cls(statistics.median(got), got[0], got[-1], len(got))
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        """(low, high), or None for fewer than two rounds."""
+        return (self.low, self.high) if self.rounds > 1 else None
+
+
+def from_rounds(
+    scenario: str,
+    name: str,
+    values: Iterable[float],
+    unit: str,
+    baselines: Iterable[float] | None = None,
+    baseline_name: str = "",
+    **kwargs: Any,
+) -> Figure:
+    """A figure as the median of its rounds with their range, beside its baseline's."""
+    v = Spread.of(values)
+    b = None if baselines is None else Spread.of(baselines)
+    return Figure(
+        scenario,
+        name,
+        v.median,
+        unit,
+        None if b is None else b.median,
+        baseline_name,
+        value_range=v.range,
+        baseline_range=None if b is None else b.range,
+        rounds=v.rounds,
+        **kwargs,
+    )
+
+
 def _fmt(value: float | None) -> str:
     if value is None or math.isnan(value):
         return "-"
@@ -114,6 +186,10 @@ def _fmt(value: float | None) -> str:
     if magnitude >= 10:
         return f"{value:.1f}"
     return f"{value:.3g}"
+
+
+def _fmt_range(span: tuple[float, float] | None) -> str:
+    return "" if span is None else f" ({_fmt(span[0])}-{_fmt(span[1])})"
 
 
 def table(figures: Sequence[Figure]) -> str:
@@ -127,9 +203,9 @@ def table(figures: Sequence[Figure]) -> str:
             (
                 f.scenario,
                 name,
-                _fmt(f.value),
+                _fmt(f.value) + _fmt_range(f.value_range),
                 f.unit,
-                _fmt(f.baseline),
+                _fmt(f.baseline) + _fmt_range(f.baseline_range),
                 _fmt(f.ratio),
                 f.target,
                 verdict,

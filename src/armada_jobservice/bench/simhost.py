@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from armada_jobservice.bench.messages import Done, Failed, Listening, Seeded, Stop
 from armada_jobservice.bench.procs import ServingChild
+from armada_jobservice.bench.workload import Event, draw_job, expected_state, interleave
 from armada_jobservice.sim import ArmadaSimulator, build_event, failure_fields
 from armada_jobservice.sim.engine import new_job_id
 
@@ -59,6 +60,55 @@ def _seed(
     return seeded
 
 
+def _seed_mix(
+    sim: ArmadaSimulator,
+    queue: str,
+    prefix: str,
+    n_sets: int,
+    jobs_per_set: int,
+    rng: random.Random,
+    /,
+) -> list[Seeded]:
+    """Seed job sets whose jobs follow the bench's mix (``workload.BENCH_MIX``)."""
+    if queue not in sim.queues:
+        sim.create_queue(queue)
+    seeded = []
+    for n in range(n_sets):
+        job_set_id = f"{prefix}-{n:05d}"
+        job_ids = [new_job_id(rng) for _ in range(jobs_per_set)]
+        per_job = [draw_job(job_id, rng) for job_id in job_ids]
+        last, last_index, published = "", -1, 0
+        for index, (kind, fields) in interleave(per_job):
+            event = build_event(kind, queue, job_set_id, job_ids[index], **fields)
+            last = sim.publish(queue, job_set_id, event)
+            last_index = index
+            published += 1
+        wants = tuple(expected_state(events) for events in per_job)
+        seeded.append(Seeded(job_set_id, job_ids, last, wants, published, last_index))
+    return seeded
+
+
+class _MixedFeed:
+    """Endless events over some job sets: each job set runs one mixed job after another."""
+
+    def __init__(self, queue: str, job_set_ids: list[str], rng: random.Random) -> None:
+        self.queue = queue
+        self.job_set_ids = job_set_ids
+        self.rng = rng
+        self.pending: list[list[tuple[str, Event]]] = [[] for _ in job_set_ids]
+
+    def next(self, sent: int) -> tuple[str, Any]:
+        """The *sent*-th event: (job set id, message), round-robin over the job sets."""
+        k = sent % len(self.job_set_ids)
+        todo = self.pending[k]
+        if not todo:
+            job_id = new_job_id(self.rng)
+            todo.extend((job_id, e) for e in reversed(draw_job(job_id, self.rng)))
+        job_id, (kind, fields) = todo.pop()
+        job_set_id = self.job_set_ids[k]
+        return job_set_id, build_event(kind, self.queue, job_set_id, job_id, **fields)
+
+
 async def _trickle(
     sim: ArmadaSimulator,
     queue: str,
@@ -68,19 +118,15 @@ async def _trickle(
     rng: random.Random,
     /,
 ) -> None:
-    """Publish new jobs' ``submitted`` events round-robin over job sets at a steady rate."""
+    """Publish mixed lifecycles' events round-robin over job sets at a steady rate."""
     start = time.perf_counter()
     sent = 0
-    n_sets = len(job_set_ids)
+    feed = _MixedFeed(queue, job_set_ids, rng)
     while True:
         due = int((time.perf_counter() - start) * rate_per_s)
         while sent < due:
-            job_set_id = job_set_ids[sent % n_sets]
-            sim.publish(
-                queue,
-                job_set_id,
-                build_event("submitted", queue, job_set_id, new_job_id(rng)),
-            )
+            job_set_id, message = feed.next(sent)
+            sim.publish(queue, job_set_id, message)
             sent += 1
         counter[0] = sent
         await asyncio.sleep(0.005)
@@ -98,8 +144,18 @@ class SeedSets:
 
 
 @dataclass(frozen=True, slots=True)
+class SeedMix:
+    """Publish the events of *n_sets* new job sets of jobs drawn from the bench's mix."""
+
+    queue: str
+    prefix: str
+    n_sets: int
+    jobs_per_set: int
+
+
+@dataclass(frozen=True, slots=True)
 class StartTrickle:
-    """Publish new jobs' ``submitted`` events over *job_set_ids* at a steady rate."""
+    """Publish mixed lifecycles' events over *job_set_ids* at a steady rate."""
 
     queue: str
     job_set_ids: list[str]
@@ -148,6 +204,7 @@ class PublishPaced:
 SimRequest = (
     PublishPaced
     | SeedSets
+    | SeedMix
     | StartTrickle
     | StopTrickle
     | TakeStreamRequests
@@ -177,6 +234,8 @@ class _Host:
         match request:
             case SeedSets(queue, prefix, n_sets, per_set, kinds):
                 return _seed(sim, queue, prefix, n_sets, per_set, kinds, self.rng)
+            case SeedMix(queue, prefix, n_sets, per_set):
+                return _seed_mix(sim, queue, prefix, n_sets, per_set, self.rng)
             case StartTrickle(queue, job_set_ids, rate):
                 self.stop_trickle()
                 self.counter[0] = 0
@@ -261,8 +320,13 @@ class SimHost(ServingChild):
         result: list[Seeded] = self._call(SeedSets(queue, prefix, n_sets, jobs_per_set, kinds))
         return result
 
+    def seed_mix(self, queue: str, prefix: str, n_sets: int, jobs_per_set: int) -> list[Seeded]:
+        """Publish *n_sets* new job sets of jobs drawn from the bench's mix."""
+        result: list[Seeded] = self._call(SeedMix(queue, prefix, n_sets, jobs_per_set))
+        return result
+
     def trickle(self, queue: str, job_set_ids: list[str], rate_per_s: float) -> None:
-        """Start publishing new jobs over *job_set_ids* at *rate_per_s* events a second."""
+        """Start publishing mixed jobs' events over *job_set_ids*, *rate_per_s* a second."""
         self._call(StartTrickle(queue, job_set_ids, rate_per_s))
 
     def trickle_stop(self) -> int:

@@ -32,6 +32,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "figure beside its baseline, with their ratio. See docs/benchmarks.md."
         ),
     )
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "report"),
+        default="run",
+        help="run the scenarios (default), or 'report DIR': print BENCHMARKS.md from "
+        "every run recorded in DIR",
+    )
+    parser.add_argument("folder", nargs="?", type=Path, metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="smaller and shorter (< 2 min)")
     parser.add_argument(
         "--smoke", action="store_true", help=argparse.SUPPRESS
@@ -45,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--workdir", type=Path, help="keep databases and logs here")
     parser.add_argument(
+        "--record",
+        metavar="DIR",
+        type=Path,
+        help="add this run's JSON (with date, machine, command, versions, load) to DIR, "
+        "from which 'bench report DIR' writes BENCHMARKS.md",
+    )
+    parser.add_argument(
         "--postgres",
         metavar="URL",
         default=DEFAULT_POSTGRES,
@@ -56,7 +72,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run the selected scenarios and print (and optionally write) the report."""
+    if args.action == "report":
+        return _report(args)
+    if args.folder is not None:
+        print("armada-jobservice bench: a folder goes with 'report' only", file=sys.stderr)
+        return ExitCode.USAGE
     from armada_jobservice.bench.harness import Bench
+    from armada_jobservice.bench.records import machine_info, record
     from armada_jobservice.bench.report import Report, table
     from armada_jobservice.bench.scenarios import SCENARIOS
     from armada_jobservice.bench.sizes import SIZES
@@ -74,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         sqlite=sqlite3.sqlite_version,
         machine=platform.machine(),
         cpus=_cpus(),
-        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **machine_info(),
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="jobservice-bench-") as scratch:
@@ -101,7 +124,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"problem: {error}")
     if args.json is not None:
         report.write_json(args.json)
+    if args.record is not None:
+        print(f"recorded in {record(report.as_json(), args.record)}")
     return ExitCode.FAILED if report.errors else ExitCode.OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``bench report DIR``: BENCHMARKS.md from every run recorded in DIR, on stdout."""
+    from armada_jobservice.bench.records import load_runs, render
+
+    if args.folder is None or not args.folder.is_dir():
+        print("armada-jobservice bench report: give the folder of recorded runs", file=sys.stderr)
+        return ExitCode.USAGE
+    print(render(load_runs(args.folder), f"armada-jobservice bench report {args.folder}"))
+    return ExitCode.OK
 
 
 def _cpus() -> int:

@@ -126,6 +126,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="delay each streamed event by SECONDS",
     )
     parser.add_argument(
+        "--event-retention-s",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="drop a job set's events once it has had no new event for SECONDS, as "
+        "Armada's event store does (default: keep them); the query API still answers",
+    )
+    parser.add_argument(
         "--permissions-file",
         metavar="FILE",
         help="per-caller permissions, lines TOKEN [PATTERN[,PATTERN...]]: every call needs "
@@ -160,6 +168,8 @@ def build(args: argparse.Namespace) -> ArmadaSimulator:
     for queue in args.deny_queue:
         faults.deny_queue(queue)
     faults.slow_streams(args.stream_delay)
+    if args.event_retention_s is not None and args.event_retention_s <= 0:
+        raise ValueError(f"--event-retention-s must be positive, got {args.event_retention_s}")
     permissions = None
     if args.permissions_file is not None:
         try:
@@ -176,6 +186,7 @@ def build(args: argparse.Namespace) -> ArmadaSimulator:
         time_scale=args.time_scale,
         faults=faults,
         permissions=permissions,
+        event_retention_s=args.event_retention_s,
     )
 
 

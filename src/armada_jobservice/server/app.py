@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from armada_jobservice._gen import jobservice_pb2
 from armada_jobservice.server.armada_check import ArmadaAccessCheck
 from armada_jobservice.server.auth import Access, make_access
+from armada_jobservice.server.backfill_wiring import backfill_metrics, make_backfill
 from armada_jobservice.server.changes import ChangeTracker
 from armada_jobservice.server.config import Settings, flush_interval_of, redact_url
 from armada_jobservice.server.errors import ConfigError, StoreError
@@ -80,6 +81,9 @@ class JobServiceApp:
         )
         #: With PostgreSQL, this process is one replica of a fleet (``server/fleet/``).
         self.fleet = self._make_fleet(streams)
+        #: Answers from Armada's query API for jobs whose events are gone (``backfill``).
+        self.backfill = make_backfill(settings, self.upstream, self.changes, self.fleet)
+        streams.watcher = self.backfill
         self.subscriptions = SubscriptionManager(
             streams,
             self.loader,
@@ -89,6 +93,8 @@ class JobServiceApp:
         )
         if self.fleet is not None:
             self.fleet.bind(self.subscriptions)
+        self.backfill.job_sets = self.subscriptions.job_sets
+        backfill_metrics(self.metrics, self.backfill)
         self.writer = Writer(
             self.subscriptions,
             self.changes,
@@ -221,6 +227,7 @@ class JobServiceApp:
             access=access,
             limits=self.limits,
             refusals=self.refusals,
+            backfill=self.backfill,
         )
         add_to_server(servicer, server)
         self._watches = servicer.watches
@@ -261,6 +268,8 @@ class JobServiceApp:
             loop.create_task(self._health_loop(), name="health"),
             loop.create_task(self._lag_loop(), name="event loop lag"),
         ]
+        if self.backfill.enabled:
+            self._tasks.append(loop.create_task(self.backfill.run(), name="backfill"))
         log.info(
             "job service listening on %s:%d, Armada at %s, database %s",
             self.settings.grpc_host,

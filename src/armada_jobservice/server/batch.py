@@ -98,7 +98,7 @@ class BatchStatuses:
             pending = [(k, js) for k in closed if isinstance(js := opened[k], JobSet)]
             results = await asyncio.gather(*(servicer.loaded(js) for _, js in pending))
             opened.update(zip((k for k, _ in pending), results, strict=True))
-        answer, grace_s = servicer.answer, servicer.grace_s
+        answer, answer_poll = servicer.answer, servicer.answer_poll
         statuses = []
         for queue, job_set_id, job_id in entries:
             key = (queue, job_set_id)
@@ -108,7 +108,7 @@ class BatchStatuses:
             if isinstance(found, Refusal):
                 statuses.append(answer(*found.answer(job_id)))
             else:
-                statuses.append(answer(*found.poll(job_id, now, grace_s)))
+                statuses.append(answer_poll(found, job_id, now))
         return _Statuses(statuses=statuses)
 
     async def _refuse_limits(

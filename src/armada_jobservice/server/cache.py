@@ -129,6 +129,11 @@ class JobSet:
         return self._last_poll
 
     @property
+    def last_event(self) -> float:
+        """Monotonic time of the last event applied (0 before any)."""
+        return self._last_event
+
+    @property
     def stream(self) -> asyncio.Task[None] | None:
         """The running stream task, or None when not subscribed."""
         return self._stream

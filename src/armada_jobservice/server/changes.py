@@ -28,6 +28,10 @@ class ChangeTracker:
         self._events_seen += 1
         self._changed.add(js)
 
+    def mark(self, js: JobSet) -> None:
+        """Record that jobs of *js* changed without an event (backfill), for the next flush."""
+        self._changed.add(js)
+
     def take(self) -> list[JobSet]:
         """The job sets changed since the last call, forgetting them."""
         taken = list(self._changed)

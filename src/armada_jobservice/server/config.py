@@ -104,6 +104,35 @@ class Settings:
     reconnect_max_backoff_s: float = field(
         default=30.0, metadata=_help("Cap of the reconnect backoff of a failing event stream.")
     )
+    # Answers from Armada's query API for jobs whose events are gone: docs/operations.md.
+    backfill_queries_per_s: float = field(
+        default=2.0,
+        metadata=_help(
+            "Most query-API calls a second (GetJobDetails, GetJobErrors) asking Armada about "
+            "jobs still unknown once their job set's stream caught up; 0 turns this off."
+        ),
+    )
+    backfill_batch_size: int = field(
+        default=100, metadata=_help("Most job ids asked about in one query-API call.")
+    )
+    backfill_max_pending: int = field(
+        default=10_000,
+        metadata=_help(
+            "Most unknown jobs waiting to be asked about; polls of more answer "
+            "JOB_ID_NOT_FOUND and are queued by a later poll."
+        ),
+    )
+    backfill_quiet_s: float = field(
+        default=2.0,
+        metadata=_help("A job set's stream counts as caught up once open this long with no event."),
+    )
+    backfill_not_found_s: float = field(
+        default=60.0,
+        metadata=_help(
+            "How long a job Armada does not know (or that a failed query asked about) is "
+            "not asked about again."
+        ),
+    )
     log_level: str = field(default="INFO", metadata=_help("One of " + ", ".join(LOG_LEVELS) + "."))
     armada_tls: bool = field(
         default=False, metadata=_help("Connect to Armada with TLS instead of plain text.")
@@ -264,11 +293,18 @@ def validate(settings: Settings) -> None:
         "lease_ttl_s",
         "access_cache_s",
         "new_subscriptions_per_identity_per_minute",
+        "backfill_quiet_s",
+        "backfill_not_found_s",
     ):
         if getattr(settings, name) is not None and getattr(settings, name) <= 0:
             raise ConfigError(name, f"must be greater than 0, got {getattr(settings, name)}")
     if settings.connection_error_grace_s < 0:
         raise ConfigError("connection_error_grace_s", "must not be negative")
+    if settings.backfill_queries_per_s < 0:
+        raise ConfigError("backfill_queries_per_s", "must not be negative (0 turns it off)")
+    for name in ("backfill_batch_size", "backfill_max_pending"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(name, "must be at least 1")
     if settings.max_subscriptions < 1:
         raise ConfigError("max_subscriptions", "must be at least 1")
     if settings.job_set_retention_s <= settings.subscription_expiry_s:

@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import WireState
 from armada_jobservice.server.auth import ANONYMOUS, GET_JOB_STATUS, Access
+from armada_jobservice.server.backfill import Backfill
 from armada_jobservice.server.cache import JobSet
 from armada_jobservice.server.errors import StoreError
 from armada_jobservice.server.limits import IdentityLimits
@@ -44,6 +45,7 @@ _Request = jobservice_pb2.JobServiceRequest
 _Response = jobservice_pb2.JobServiceResponse
 _SERVICE = jobservice_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 _CONNECTION_ERR = int(WireState.CONNECTION_ERR)
+_NOT_FOUND = int(WireState.JOB_ID_NOT_FOUND)
 _PLAIN = tuple(_Response(state=int(s)) for s in WireState)  # type: ignore[arg-type]
 
 
@@ -196,8 +198,11 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         access: Access | None = None,
         limits: IdentityLimits | None = None,
         refusals: Refusals | None = None,
+        backfill: Backfill | None = None,
     ) -> None:
         self._subs = subscriptions
+        #: Asks Armada's query API about jobs unknown once their stream caught up.
+        self._backfill = backfill if backfill is not None and backfill.enabled else None
         self._access = access
         self._limits = limits if limits is not None and limits.enabled else None
         self._refusals = refusals if refusals is not None else Refusals()
@@ -245,7 +250,19 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
                     await self.refuse_limit(opened.limit, identity, queue, context, GET_JOB_STATUS)
                 return self.answer(*opened.answer(job_id))
             js = opened
-        return self.answer(*js.poll(job_id, now, self.grace_s))
+        return self.answer_poll(js, job_id, now)
+
+    def answer_poll(self, js: JobSet, job_id: str, now: float) -> Any:
+        """The response to a poll of *job_id* in *js*; a job not found may be backfilled."""
+        state, error = js.poll(job_id, now, self.grace_s)
+        if state == _NOT_FOUND and self._backfill is not None:
+            self._backfill.note(js, job_id, now)
+        return self.answer(state, error)
+
+    def note_missing(self, js: JobSet, job_id: str, now: float) -> None:
+        """A watch found *job_id* not cached: the backfill may ask Armada for it, as for a poll."""
+        if self._backfill is not None:
+            self._backfill.note(js, job_id, now)
 
     async def identify(
         self, context: Any, queues: list[str], method: str, *, valid: bool = True

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from typing import Protocol
 
 import grpc
 from armada_client.armada import event_pb2, event_pb2_grpc
@@ -25,6 +26,17 @@ from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.upstream import Upstream
 
 log = logging.getLogger(__name__)
+
+
+class StreamWatcher(Protocol):
+    """What wants to know when a job set's event stream opens and ends."""
+
+    def stream_opened(self, js: JobSet, now: float) -> None:
+        """An event stream of *js* opened at monotonic *now*."""
+
+    def stream_closed(self, js: JobSet) -> None:
+        """The event stream of *js* ended."""
+
 
 #: Armada saying no, rather than Armada being unreachable: polls learn of it at once.
 REFUSALS = frozenset(
@@ -68,6 +80,8 @@ class EventStreams:
         self.stable_after_s = stable_after_s
         self._rand = random.Random(seed)
         self._stub = event_pb2_grpc.EventStub(upstream.channel)  # type: ignore[no-untyped-call]
+        #: Told when a stream opens and ends (``backfill``: has it caught up?).
+        self.watcher: StreamWatcher | None = None
 
     async def run(self, js: JobSet) -> None:
         """Load *js*, then keep its event stream open until cancelled."""
@@ -127,6 +141,9 @@ class EventStreams:
 
         timer = loop.call_later(self.stable_after_s, became_stable)
         received = 0
+        watcher = self.watcher
+        if watcher is not None:
+            watcher.stream_opened(js, monotonic())
         try:
             async for msg in call:
                 if msg is None:  # what gRPC yields for bytes protobuf cannot parse
@@ -153,6 +170,8 @@ class EventStreams:
             log.warning("%s (after %d events); reconnecting", text, received)
             return received > 0 or stable
         finally:
+            if watcher is not None:
+                watcher.stream_closed(js)
             timer.cancel()
             call.cancel()
         metrics.count_reconnect("ended")

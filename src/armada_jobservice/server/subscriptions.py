@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -115,31 +115,38 @@ class SubscriptionManager:
             self._active -= 1
             task.cancel()
 
-    def expire_idle(self, now: float | None = None) -> int:
+    def expire_idle(self, now: float | None = None, among: Iterable[JobSet] | None = None) -> int:
         """End the subscriptions whose job set was not polled for the expiry time.
 
+        *among*: look only at these job sets (the writer's full pass hands
+        them over in slices, so the event loop is never held for all at once).
         A job set with an open watch counts as polled (``WatchJobs``).
         """
         now = time.monotonic() if now is None else now
         expired = 0
-        for js in self._job_sets.values():
+        for js in self._job_sets.values() if among is None else among:
             if js.stream is not None and now - js.last_poll > self.expiry_s and not js.watched:
                 self._stop(js)
                 expired += 1
                 log.info("unsubscribed from job set %s: no poll for %.0f s", js.key, self.expiry_s)
         return expired
 
-    def evict_clean(self) -> int:
-        """Drop unsubscribed job sets whose data the database fully holds."""
+    def evict_clean(self, among: Iterable[JobSet] | None = None) -> int:
+        """Drop unsubscribed job sets whose data the database fully holds.
+
+        *among*: look only at these job sets (as for ``expire_idle``).
+        """
+        job_sets = self._job_sets
         gone = [
-            key
-            for key, js in self._job_sets.items()
-            if js.stream is None
-            and not self.loader.is_loading(key)
+            js.key
+            for js in (job_sets.values() if among is None else among)
+            if job_sets.get(js.key) is js
+            and js.stream is None
+            and not self.loader.is_loading(js.key)
             and (not js.loaded or js.is_clean())
         ]
         for key in gone:
-            del self._job_sets[key]
+            del job_sets[key]
         return len(gone)
 
     def cached_jobs(self) -> int:

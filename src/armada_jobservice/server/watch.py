@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from armada_jobservice._gen import jobservice_pb2
-from armada_jobservice._wire import TERMINAL_STATES
+from armada_jobservice._wire import TERMINAL_STATES, WireState
 from armada_jobservice.server.batch import too_many
 from armada_jobservice.server.model import JobSetKey
 from armada_jobservice.server.servicer import Refusal, invalid_job_id, invalid_job_set
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 _Update = jobservice_pb2.JobStatusUpdate
 METHOD = "/jobservice.JobService/WatchJobs"
 _TERMINAL = frozenset(int(s) for s in TERMINAL_STATES)
+_NOT_FOUND = int(WireState.JOB_ID_NOT_FOUND)
 #: How often a watch refused a subscription (the limit) tries again.
 REOPEN_S = 1.0
 
@@ -197,6 +198,8 @@ class JobWatches:
             state, error = js.peek(job_id, now, grace_s)
             if state not in _TERMINAL:
                 unfinished.add(job_id)
+                if state == _NOT_FOUND:
+                    self._servicer.note_missing(js, job_id, now)
             yield _Update(job_id=job_id, state=state, error=error)  # type: ignore[arg-type]
         while not listed or unfinished:
             await feed.wait(self._until_failure(js, failure))

@@ -54,6 +54,9 @@ class Job:
     lease_returns_left: int = 0
     cancel_requested: bool = False
     error: str = ""
+    #: Why and by whom the job was cancelled (the query API's JobDetails).
+    cancel_reason: str = ""
+    cancel_user: str = ""
     held: tuple[Step, float] | None = None
     hold_done: bool = False
     annotations: dict[str, str] = field(default_factory=dict)
@@ -128,6 +131,9 @@ class Engine:
                 job.held = None
                 if kind == "failed":
                     job.error = message.failed.reason
+                elif kind == "cancelled":
+                    job.cancel_reason = message.cancelled.reason
+                    job.cancel_user = message.cancelled.requestor
         elif kind == "submitted":
             # A scripted job appears in the query API like a simulated one,
             # but nothing drives it: the script does.

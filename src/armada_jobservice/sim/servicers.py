@@ -397,7 +397,7 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
         log = sim.event_log.log(request.queue, request.id)
         # Without watch, Armada stops after the last event that existed when
         # the call arrived.
-        stop = None if request.watch else len(log)
+        stop = None if request.watch else log.end
         rule = sim.faults.take_stream_rule(request.queue, request.id)
         handle = sim.open_stream(request, log)
         try:
@@ -411,12 +411,15 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
                 if released is not None:
                     await released.wait()
                     continue
-                messages = log.messages
+                # Positions count every event ever appended; expired ones are
+                # gone, so a stream behind them goes on at the oldest kept.
                 # The bound is re-read after every send: events appended while
                 # a send was suspended must not be left for a wake-up that
                 # already happened.
-                while position < (len(messages) if stop is None else min(stop, len(messages))):
-                    message = messages[position]
+                while (position := max(position, log.base)) < (
+                    log.end if stop is None else min(stop, log.end)
+                ):
+                    message = log.messages[position - log.base]
                     position += 1
                     if sim.faults.stream_delay_s:
                         await asyncio.sleep(sim.faults.stream_delay_s)
@@ -442,11 +445,18 @@ class EventServicer(_Base, event_pb2_grpc.EventServicer):
 class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
     """``api.Jobs``: the query API that the armada-airflow operator polls."""
 
+    async def _query_gate(self, method: str, context: Context) -> None:
+        sim = self._sim
+        sim.query_calls[method] += 1
+        await self._gate(context)
+        if sim.query_refusal is not None:
+            await _abort(context, sim.query_refusal, "armada-sim: query API refusal injected")
+
     async def GetJobStatus(
         self, request: job_pb2.JobStatusRequest, context: Context
     ) -> job_pb2.JobStatusResponse:
         """Return each job's state; UNKNOWN for ids the simulator never saw."""
-        await self._gate(context)
+        await self._query_gate("GetJobStatus", context)
         jobs = self._sim.engine.jobs
         states: dict[str, Any] = {}
         for job_id in request.job_ids:
@@ -462,13 +472,38 @@ class JobsServicer(_Base, job_pb2_grpc.JobsServicer):
         self, request: job_pb2.JobErrorsRequest, context: Context
     ) -> job_pb2.JobErrorsResponse:
         """Return each job's failure reason (empty unless it failed)."""
-        await self._gate(context)
+        await self._query_gate("GetJobErrors", context)
         jobs = self._sim.engine.jobs
         errors = {}
         for job_id in request.job_ids:
             job = jobs.get(job_id)
             errors[job_id] = job.error if job is not None else ""
         return job_pb2.JobErrorsResponse(job_errors=errors)
+
+    async def GetJobDetails(
+        self, request: job_pb2.JobDetailsRequest, context: Context
+    ) -> job_pb2.JobDetailsResponse:
+        """Return the queue, job set and state of each job the simulator knows (others left out).
+
+        As Armada's query API does, ids it does not know are missing from the
+        answer; specs and runs are not simulated.
+        """
+        await self._query_gate("GetJobDetails", context)
+        jobs = self._sim.engine.jobs
+        details = {}
+        for job_id in request.job_ids:
+            job = jobs.get(job_id)
+            if job is None or job.state is None:
+                continue
+            details[job_id] = job_pb2.JobDetails(
+                job_id=job_id,
+                queue=job.queue,
+                jobset=job.job_set_id,
+                state=job.state.to_api(),
+                cancel_reason=job.cancel_reason,
+                cancel_user=job.cancel_user,
+            )
+        return job_pb2.JobDetailsResponse(job_details=details)
 
 
 def add_servicers(sim: ArmadaSimulator, server: grpc.aio.Server) -> None:

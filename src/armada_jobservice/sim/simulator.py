@@ -80,6 +80,7 @@ class ArmadaSimulator:
         grace_s: float = 0.2,
         max_recorded_requests: int = 100_000,
         permissions: TokenScopes | None = None,
+        event_retention_s: float | None = None,
     ) -> None:
         """Configure a simulator; nothing listens until ``start()``.
 
@@ -88,11 +89,15 @@ class ArmadaSimulator:
         repeatable; ``requestor`` is the user named in cancellations.
         ``permissions`` (a parsed ``TOKEN [PATTERNS]`` file) makes every call
         need a listed bearer token and limits each token to its queues.
+        ``event_retention_s`` (real seconds; None keeps events for ever) drops a
+        job set's events once it has had no new event for that long, as
+        Armada's event store does (``eventlog``); the query API (``api.Jobs``)
+        still answers from the job records.
         """
         self.host = host
         self._requested_port = port
         self._port: int | None = None
-        self.event_log = EventLog()
+        self.event_log = EventLog(event_retention_s)
         self.scheduler = Scheduler(time_scale)
         self.engine = Engine(self.event_log, self.scheduler, mix or Mix(), seed, requestor)
         self.faults = faults or Faults()
@@ -104,8 +109,13 @@ class ArmadaSimulator:
             maxlen=max_recorded_requests
         )
         self._streams: set[StreamHandle] = set()
+        #: Calls of the query API (``api.Jobs``) by method name.
+        self.query_calls: collections.Counter[str] = collections.Counter()
+        #: While set, every query-API call fails with this status (events still flow).
+        self.query_refusal: grpc.StatusCode | None = None
         self._grace_s = grace_s
         self._server: grpc.aio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         for name in queues:
             self.engine.create_queue(name)
 
@@ -137,6 +147,12 @@ class ArmadaSimulator:
         await server.start()
         self._server = server
         self._port = port
+        if self.event_log.retention_s is not None:
+            # Expiry applies whenever a log is read; the sweep only frees the
+            # memory of job sets nobody reads any more.
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep_expired(self.event_log.retention_s), name="armada-sim event expiry"
+            )
         logger.info("armada simulator listening on %s", self.address)
         return self
 
@@ -145,8 +161,16 @@ class ArmadaSimulator:
         server, self._server = self._server, None
         if server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self.scheduler.close()
         await server.stop(self._grace_s)
+
+    async def _sweep_expired(self, retention_s: float) -> None:
+        while True:
+            await asyncio.sleep(min(retention_s, 60.0))
+            self.event_log.expire_idle()
 
     async def __aenter__(self) -> ArmadaSimulator:
         """Start the simulator."""
@@ -270,9 +294,22 @@ class ArmadaSimulator:
         return ids
 
     def events(self, queue: str, job_set_id: str) -> list[event_pb2.EventStreamMessage]:
-        """Return a copy of the job set's events, oldest first."""
+        """Return a copy of the job set's events kept (not expired), oldest first."""
         log = self.event_log.get(queue, job_set_id)
         return list(log.messages) if log is not None else []
+
+    def expire_events(self, queue: str | None = None, job_set_id: str | None = None) -> int:
+        """Drop events as retention would; return how many were dropped.
+
+        With a job set, its events go now whatever their age (a test's step);
+        without, those of every job set idle for ``event_retention_s``.
+        """
+        if queue is not None and job_set_id is not None:
+            dropped = self.event_log.expire(queue, job_set_id)
+        else:
+            dropped = self.event_log.expire_idle()
+        self.engine.notify()
+        return dropped
 
     # -- streams and inspection ------------------------------------------------------
 

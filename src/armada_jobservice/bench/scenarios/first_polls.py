@@ -19,7 +19,7 @@ def run(bench: Bench, svc: ServiceProcess) -> None:
     """Scenario 2: first polls of new job sets (the subscribe path), on a running service."""
     sz, rep = bench.sizes, bench.report
     queue = "first"
-    seeded = bench.sim.seed(queue, "first", sz.first_poll_sets, 3, ("submitted", "running"))
+    seeded = bench.sim.seed_mix(queue, "first", sz.first_poll_sets, 3)
     polls = [Poll(queue, s.job_set_id, s.job_ids[0], None) for s in seeded]
     meter = CpuMeter(svc.pid).start()
     got = bench.await_visible(svc.address, polls, concurrency=8, interval_s=0.01)

@@ -26,13 +26,10 @@ from armada_jobservice.bench.messages import Poll, Seeded, VisibleAt, percentile
 from armada_jobservice.bench.procfs import cpu_s
 from armada_jobservice.bench.procs import BenchError, ServiceProcess
 from armada_jobservice.bench.report import Figure
+from armada_jobservice.bench.targets import target
 from armada_jobservice.sim.engine import new_job_id
 
 SCENARIO = "7 fleet"
-#: The staleness target through a replica that does not own the job set (issue 10).
-STALENESS_P99_MS = 300.0
-#: Through the other replica while events stream steadily (issue 10: 1 s p99).
-BUSY_P99_MS = 1000.0
 #: Published events are spaced this far apart when timed one by one.
 GAP_S = 0.05
 
@@ -89,7 +86,7 @@ def run(bench: Bench) -> None:
                 "calls/cpu-s",
                 solo_per_cpu,
                 "1 replica (own database)",
-                min_ratio=0.9,
+                **target("fleet_polls_per_cpu_s"),
                 note=f"saturated; median of {sz.rounds} alternating rounds",
             )
         )
@@ -131,7 +128,7 @@ def run(bench: Bench) -> None:
                 "streams opened per job set",
                 len(opened) / len(seeded),
                 "streams",
-                max_value=1.0,
+                **target("fleet_streams_per_job_set"),
                 note=f"{len(seeded)} job sets, first polls through both replicas",
             )
         )
@@ -152,7 +149,7 @@ def run(bench: Bench) -> None:
                     percentile(owner_ms, p),
                     "through the owner",
                     higher_is_better=False,
-                    max_value=STALENESS_P99_MS if p == 99 else None,
+                    **(target("fleet_other_replica_p99") if p == 99 else {}),
                     note=f"{len(follower_ms)} events, {GAP_S * 1000:.0f} ms apart",
                 )
             )
@@ -187,7 +184,7 @@ def run(bench: Bench) -> None:
                     percentile(busy_owner_ms, p),
                     "through the owner",
                     higher_is_better=False,
-                    max_value=BUSY_P99_MS if p == 99 else None,
+                    **(target("fleet_other_replica_busy_p99") if p == 99 else {}),
                     note=f"a steady stream over {len(seeded)} job sets; default settings",
                 )
             )
@@ -212,7 +209,7 @@ def run(bench: Bench) -> None:
                         f"worst {max(times, default=0):.2f} s"
                     ),
                     higher_is_better=False,
-                    max_value=15.0 if how == "SIGKILL" else 2.0,
+                    **target(f"fleet_takeover_{how.lower()}"),
                 )
             )
 

@@ -17,6 +17,7 @@ from armada_jobservice.bench.procfs import rss_bytes
 from armada_jobservice.bench.procs import BenchError, Child
 from armada_jobservice.bench.report import Figure
 from armada_jobservice.bench.scenarios import subscription_scale
+from armada_jobservice.bench.targets import target
 from armada_jobservice.server.model import JobRow, JobSetKey
 from armada_jobservice.server.store.base import JobSetWrite
 from armada_jobservice.server.store.sqlite import SQLiteStore
@@ -105,9 +106,9 @@ def run(bench: Bench) -> None:
             (full.rss1 - full.rss0) / (total - jobs_per_set),
             "bytes",
             answer.value,
-            "plain dict id -> 3-tuple",
+            "plain dict id -> small int (the cache's own layout)",
             higher_is_better=False,
-            max_value=160,
+            **target("bytes_per_job"),
             note=f"everything included: {sz.restart_sets} subscriptions, SQLite cache",
         )
     )
@@ -130,10 +131,15 @@ def _start_and_serve(bench: Bench, db: Path, todo: list[Poll]) -> _Started:
 
 
 def _dict_memory(conn: Any, n: int) -> None:
-    """Child: RSS growth of a plain dict of *n* 26-character ids to small tuples."""
+    """Child: RSS growth of a plain dict of *n* 26-character ids to a small int.
+
+    The cache keeps a job as its id mapped to its state's int (and, apart,
+    the error text of the 5% of the restart's jobs that failed), so that is
+    the baseline: no tuple per entry.
+    """
     rng = random.Random(3)
     before = rss_bytes(os.getpid())
-    table = {new_job_id(rng): (WireState.SUCCEEDED.value, None, 0.0) for _ in range(n)}
+    table = {new_job_id(rng): WireState.SUCCEEDED.value for _ in range(n)}
     conn.send(Done((rss_bytes(os.getpid()) - before) / len(table)))
 
 
