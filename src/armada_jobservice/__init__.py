@@ -19,7 +19,7 @@ from armada_jobservice._exceptions import (
     TransportError,
     WaitTimeout,
 )
-from armada_jobservice._types import JobState, JobStatus, ServingStatus
+from armada_jobservice._types import JobRef, JobState, JobStatus, JobUpdate, ServingStatus
 
 __version__ = "0.1.0"
 
@@ -30,10 +30,12 @@ __all__ = [
     "CallTimeout",
     "ConnectionErrorTimeout",
     "JobNotFoundTimeout",
+    "JobRef",
     "JobServiceClient",
     "JobServiceError",
     "JobState",
     "JobStatus",
+    "JobUpdate",
     "ProtocolError",
     "RPCError",
     "ServiceUnavailable",

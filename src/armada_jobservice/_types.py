@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from armada_jobservice._gen import jobservice_pb2
 from armada_jobservice._wire import TERMINAL_STATES
@@ -71,3 +72,29 @@ class JobStatus:
     def from_proto(cls, response: jobservice_pb2.JobServiceResponse) -> JobStatus:
         """Build a status from the wire response."""
         return cls(state=JobState.from_proto(response.state), error=response.error)
+
+
+class JobRef(NamedTuple):
+    """One job as ``get_job_statuses`` takes it: (queue, job set id, job id)."""
+
+    queue: str
+    """The Armada queue."""
+    job_set_id: str
+    """The job set the job was submitted in."""
+    job_id: str
+    """The job's id."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    """One message of ``watch_jobs``: which job, and its status now."""
+
+    job_id: str
+    """The job the status is of."""
+    status: JobStatus
+    """Its state and error text, as ``get_job_status`` would answer now."""
+
+    @classmethod
+    def from_proto(cls, update: jobservice_pb2.JobStatusUpdate) -> JobUpdate:
+        """Build an update from the wire message; raises ``ValueError`` on an unknown state."""
+        return cls(update.job_id, JobStatus(JobState.from_proto(update.state), update.error))

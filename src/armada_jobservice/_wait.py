@@ -8,6 +8,7 @@ them as tables of (time, observation) steps.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from armada_jobservice._exceptions import (
@@ -83,7 +84,25 @@ class Waiter:
         self.trouble_since = self.trouble_since if self.trouble_since is not None else now
         return self._next_delay(now, cause=exc)
 
+    def check(self, now: float) -> float:
+        """Raise the timeout that has run out at *now*, if any; return the delay before a poll."""
+        return self._next_delay(now, cause=None)
+
+    def deadline_in(self, now: float) -> float | None:
+        """Seconds until the nearest timeout of this wait, None when none runs; raises once passed.
+
+        What a watching wait sleeps at most before it looks again: it has no
+        polls to space out, only deadlines to notice on time.
+        """
+        limits = self._limits(now, cause=None)
+        return min(limits) if limits else None
+
     def _next_delay(self, now: float, cause: TransportError | None) -> float:
+        # Sleep no further than the nearest deadline, so a timeout is noticed
+        # on time rather than one whole interval late.
+        return min([self.policy.poll_interval_s, *self._limits(now, cause)])
+
+    def _limits(self, now: float, cause: TransportError | None) -> list[float]:
         policy = self.policy
         limits: list[float] = []
         if self.not_found_since is not None:
@@ -113,11 +132,76 @@ class Waiter:
                     last_status=self.last_status,
                 ) from cause
             limits.append(left)
-        # Sleep no further than the nearest deadline, so a timeout is noticed
-        # on time rather than one whole interval late.
-        return min([policy.poll_interval_s, *limits])
+        return limits
 
     def _last_error(self) -> str:
         if self.last_status is not None and self.last_status.error:
             return self.last_status.error
         return ""
+
+
+class JobsWaiter:
+    """The rules of waiting for several jobs of one job set: one ``Waiter`` per unfinished job.
+
+    Both clients feed it what they learn (watch updates, poll answers,
+    transport errors) with the time; it keeps each job's terminal status and
+    raises the first timeout that runs out.
+    """
+
+    def __init__(
+        self,
+        policy: WaitPolicy,
+        queue: str,
+        job_set_id: str,
+        job_ids: Iterable[str],
+        started_at: float,
+    ) -> None:
+        self.policy = policy
+        self.waiters = {
+            job_id: Waiter(policy, f"{queue}/{job_set_id}/{job_id}", started_at)
+            for job_id in job_ids
+        }
+        self.order = list(self.waiters)
+        self.done: dict[str, JobStatus] = {}
+
+    @property
+    def finished(self) -> bool:
+        """Whether every job has reached a terminal state."""
+        return not self.waiters
+
+    @property
+    def remaining(self) -> list[str]:
+        """The jobs not yet ended, in the order given."""
+        return [job_id for job_id in self.order if job_id in self.waiters]
+
+    def results(self) -> dict[str, JobStatus]:
+        """Each job's terminal status, in the order given."""
+        return {job_id: self.done[job_id] for job_id in self.order if job_id in self.done}
+
+    def on_status(self, job_id: str, status: JobStatus, now: float) -> float:
+        """Record *status* of *job_id* at *now*; return the delay before the next poll."""
+        waiter = self.waiters.get(job_id)
+        if waiter is not None:
+            if status.state.is_terminal:
+                self.done[job_id] = status
+                del self.waiters[job_id]
+            else:
+                waiter.on_status(status, now)
+        return self.check(now)
+
+    def on_error(self, exc: TransportError, now: float) -> float:
+        """Record a transient failure to learn anything at *now*; return the next delay."""
+        delays = [w.on_error(exc, now) for w in self.waiters.values()]
+        return min(delays, default=self.policy.poll_interval_s)
+
+    def check(self, now: float) -> float:
+        """Raise the timeout that has run out, if any; return the delay before the next poll."""
+        return min(
+            (w.check(now) for w in self.waiters.values()),
+            default=self.policy.poll_interval_s,
+        )
+
+    def deadline_in(self, now: float) -> float | None:
+        """Seconds until the nearest timeout, None when none runs; raises once one passed."""
+        limits = [d for w in self.waiters.values() if (d := w.deadline_in(now)) is not None]
+        return min(limits) if limits else None

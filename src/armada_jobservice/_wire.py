@@ -37,3 +37,6 @@ TERMINAL_STATES = frozenset({WireState.FAILED, WireState.SUCCEEDED, WireState.CA
 
 DEFAULT_PORT = 60003
 """The job service's gRPC port unless told otherwise (the Go job service's port)."""
+
+MAX_JOBS_PER_CALL = 10_000
+"""Most jobs one ``GetJobStatuses`` or ``WatchJobs`` call may name; clients split longer lists."""

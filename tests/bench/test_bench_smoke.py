@@ -51,6 +51,13 @@ EXPECTED = [
     ("7 fleet", "takeover after SIGKILL of the owner"),
     ("7 fleet", "takeover after SIGTERM of the owner"),
     ("7 fleet", "PostgreSQL CPU while events flow"),
+    ("8 batch and watch", "jobs answered per server-CPU-second, 100 per GetJobStatuses call"),
+    ("8 batch and watch", "server CPU per minute, waiting jobs followed by watching"),
+    ("8 batch and watch", "server CPU per minute the waits add (above idle), watching"),
+    ("8 batch and watch", "server CPU per minute the waits add (above idle and the events"),
+    ("8 batch and watch", "event-to-client delay p99, watching"),
+    ("8 batch and watch", "triggerer: calls made"),
+    ("8 batch and watch", "triggerer: its own CPU per minute"),
 ]
 
 

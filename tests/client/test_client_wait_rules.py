@@ -12,7 +12,7 @@ from armada_jobservice import (
     ServiceUnavailable,
     WaitTimeout,
 )
-from armada_jobservice._wait import Waiter, WaitPolicy
+from armada_jobservice._wait import JobsWaiter, Waiter, WaitPolicy
 
 NF = JobStatus(JobState.JOB_ID_NOT_FOUND)
 RUN = JobStatus(JobState.RUNNING)
@@ -118,3 +118,48 @@ def test_policy_rejects_negative_numbers(field: str) -> None:
     """Negative intervals and timeouts are refused when the policy is made."""
     with pytest.raises(ValueError, match=field):
         WaitPolicy(**{field: -1})
+
+
+DONE = JobStatus(JobState.SUCCEEDED)
+
+
+@pytest.mark.parametrize(
+    ("steps", "deadlines"),
+    [
+        pytest.param([(0, RUN)], [None], id="running-has-no-deadline-without-timeout_s"),
+        pytest.param([(0, NF), (15, NF)], [20, 5], id="not-found-counts-down"),
+        pytest.param([(0, NF), (5, RUN), (6, CE)], [20, None, 30], id="each-run-starts-afresh"),
+    ],
+)
+def test_a_watching_wait_sleeps_to_its_nearest_deadline(
+    steps: list[tuple[float, JobStatus]], deadlines: list[float | None]
+) -> None:
+    """``deadline_in`` ignores the poll interval: only timeouts wake a watching wait."""
+    policy = WaitPolicy(poll_interval_s=5, not_found_timeout_s=20, connection_error_timeout_s=30)
+    waiter = Waiter(policy, "q/s/j", started_at=0.0)
+    seen = []
+    for now, status in steps:
+        waiter.on_status(status, now)
+        seen.append(waiter.deadline_in(now))
+    assert seen == deadlines
+
+
+def test_jobs_waiter_keeps_each_end_and_raises_the_first_timeout() -> None:
+    """Per-job clocks: a job that ended is kept; one never found raises at its own deadline."""
+    jobs = JobsWaiter(POLICY, "q", "s", ["a", "b", "c"], started_at=0.0)
+    assert jobs.deadline_in(0.0) == 100  # only the overall timeout runs yet
+    jobs.on_status("b", DONE, 1.0)
+    jobs.on_status("a", NF, 2.0)
+    assert jobs.remaining == ["a", "c"]
+    assert jobs.deadline_in(2.0) == 20
+    assert jobs.on_status("c", RUN, 3.0) == 5
+    jobs.on_status("c", DONE, 4.0)
+    assert jobs.results() == {"b": DONE, "c": DONE}
+    assert not jobs.finished
+    with pytest.raises(JobNotFoundTimeout) as caught:
+        jobs.deadline_in(22.0)
+    assert "q/s/a" in str(caught.value)
+    jobs.on_status("a", DONE, 23.0)
+    assert jobs.finished
+    assert list(jobs.results()) == ["a", "b", "c"]
+    assert jobs.on_error(DOWN, 24.0) == POLICY.poll_interval_s

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10jobservice.proto\x12\njobservice\x1a\x1bgoogle/protobuf/empty.proto\"F\n\x11JobServiceRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\njob_set_id\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\"\xe7\x01\n\x12JobServiceResponse\x12\x33\n\x05state\x18\x01 \x01(\x0e\x32$.jobservice.JobServiceResponse.State\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x8c\x01\n\x05State\x12\r\n\tSUBMITTED\x10\x00\x12\x13\n\x0f\x44UPLICATE_FOUND\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\r\n\tSUCCEEDED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x12\x14\n\x10JOB_ID_NOT_FOUND\x10\x06\x12\x12\n\x0e\x43ONNECTION_ERR\x10\x07\"\x90\x01\n\x13HealthCheckResponse\x12=\n\x06status\x18\x01 \x01(\x0e\x32-.jobservice.HealthCheckResponse.ServingStatus\":\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32\x9e\x01\n\nJobService\x12M\n\x0cGetJobStatus\x12\x1d.jobservice.JobServiceRequest\x1a\x1e.jobservice.JobServiceResponse\x12\x41\n\x06Health\x12\x16.google.protobuf.Empty\x1a\x1f.jobservice.HealthCheckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10jobservice.proto\x12\njobservice\x1a\x1bgoogle/protobuf/empty.proto\"F\n\x11JobServiceRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\njob_set_id\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\"\xe7\x01\n\x12JobServiceResponse\x12\x33\n\x05state\x18\x01 \x01(\x0e\x32$.jobservice.JobServiceResponse.State\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x8c\x01\n\x05State\x12\r\n\tSUBMITTED\x10\x00\x12\x13\n\x0f\x44UPLICATE_FOUND\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\r\n\tSUCCEEDED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x12\x14\n\x10JOB_ID_NOT_FOUND\x10\x06\x12\x12\n\x0e\x43ONNECTION_ERR\x10\x07\"\x90\x01\n\x13HealthCheckResponse\x12=\n\x06status\x18\x01 \x01(\x0e\x32-.jobservice.HealthCheckResponse.ServingStatus\":\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"A\n\x12JobStatusesRequest\x12+\n\x04jobs\x18\x01 \x03(\x0b\x32\x1d.jobservice.JobServiceRequest\"G\n\x13JobStatusesResponse\x12\x30\n\x08statuses\x18\x01 \x03(\x0b\x32\x1e.jobservice.JobServiceResponse\"F\n\x10WatchJobsRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x12\n\njob_set_id\x18\x02 \x01(\t\x12\x0f\n\x07job_ids\x18\x03 \x03(\t\"e\n\x0fJobStatusUpdate\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.jobservice.JobServiceResponse.State\x12\r\n\x05\x65rror\x18\x03 \x01(\t2\xbb\x02\n\nJobService\x12M\n\x0cGetJobStatus\x12\x1d.jobservice.JobServiceRequest\x1a\x1e.jobservice.JobServiceResponse\x12\x41\n\x06Health\x12\x16.google.protobuf.Empty\x1a\x1f.jobservice.HealthCheckResponse\x12Q\n\x0eGetJobStatuses\x12\x1e.jobservice.JobStatusesRequest\x1a\x1f.jobservice.JobStatusesResponse\x12H\n\tWatchJobs\x12\x1c.jobservice.WatchJobsRequest\x1a\x1b.jobservice.JobStatusUpdate0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEALTHCHECKRESPONSE']._serialized_end=512
   _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_start=454
   _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_end=512
-  _globals['_JOBSERVICE']._serialized_start=515
-  _globals['_JOBSERVICE']._serialized_end=673
+  _globals['_JOBSTATUSESREQUEST']._serialized_start=514
+  _globals['_JOBSTATUSESREQUEST']._serialized_end=579
+  _globals['_JOBSTATUSESRESPONSE']._serialized_start=581
+  _globals['_JOBSTATUSESRESPONSE']._serialized_end=652
+  _globals['_WATCHJOBSREQUEST']._serialized_start=654
+  _globals['_WATCHJOBSREQUEST']._serialized_end=724
+  _globals['_JOBSTATUSUPDATE']._serialized_start=726
+  _globals['_JOBSTATUSUPDATE']._serialized_end=827
+  _globals['_JOBSERVICE']._serialized_start=830
+  _globals['_JOBSERVICE']._serialized_end=1145
 # @@protoc_insertion_point(module_scope)

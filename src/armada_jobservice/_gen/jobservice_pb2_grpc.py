@@ -46,6 +46,16 @@ class JobServiceStub:
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
                 response_deserializer=jobservice__pb2.HealthCheckResponse.FromString,
                 _registered_method=True)
+        self.GetJobStatuses = channel.unary_unary(
+                '/jobservice.JobService/GetJobStatuses',
+                request_serializer=jobservice__pb2.JobStatusesRequest.SerializeToString,
+                response_deserializer=jobservice__pb2.JobStatusesResponse.FromString,
+                _registered_method=True)
+        self.WatchJobs = channel.unary_stream(
+                '/jobservice.JobService/WatchJobs',
+                request_serializer=jobservice__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=jobservice__pb2.JobStatusUpdate.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -66,6 +76,23 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJobStatuses(self, request, context):
+        """The states of many jobs in one call, possibly of several job sets: each
+        entry is answered as GetJobStatus answers it, in the order asked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJobs(self, request, context):
+        """The current state of the listed jobs (of every cached job of the job set
+        when job_ids is empty), then one update per change. With job_ids given,
+        the stream ends once every listed job has reached a terminal state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +105,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Health,
                     request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                     response_serializer=jobservice__pb2.HealthCheckResponse.SerializeToString,
+            ),
+            'GetJobStatuses': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobStatuses,
+                    request_deserializer=jobservice__pb2.JobStatusesRequest.FromString,
+                    response_serializer=jobservice__pb2.JobStatusesResponse.SerializeToString,
+            ),
+            'WatchJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJobs,
+                    request_deserializer=jobservice__pb2.WatchJobsRequest.FromString,
+                    response_serializer=jobservice__pb2.JobStatusUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +171,60 @@ class JobService:
             '/jobservice.JobService/Health',
             google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             jobservice__pb2.HealthCheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobStatuses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobservice.JobService/GetJobStatuses',
+            jobservice__pb2.JobStatusesRequest.SerializeToString,
+            jobservice__pb2.JobStatusesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobservice.JobService/WatchJobs',
+            jobservice__pb2.WatchJobsRequest.SerializeToString,
+            jobservice__pb2.JobStatusUpdate.FromString,
             options,
             channel_credentials,
             insecure,

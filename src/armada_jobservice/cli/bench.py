@@ -18,7 +18,7 @@ from armada_jobservice.cli.exit_codes import ExitCode
 #: Where scenario 7 finds PostgreSQL (``bench.harness.DEFAULT_POSTGRES``, which a test checks).
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
-SCENARIO_NUMBERS = ("1", "3", "4", "5", "6", "7")
+SCENARIO_NUMBERS = ("1", "3", "4", "5", "6", "7", "8")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = subparsers.add_parser(
         "status",
         help="print the state of jobs",
-        description="Print one line per job. Exit code: "
+        description="Print one line per job, asked in one call. Exit code: "
         + _codes(
             (ExitCode.OK, "all succeeded"),
             (ExitCode.FAILED, "one failed or was cancelled"),
@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     wait = subparsers.add_parser(
         "wait",
         help="wait until jobs end",
-        description="Poll until every job has ended, then print one line per job. Exit code: "
+        description="Watch until every job has ended (poll a service older than the "
+        "watch), then print one line per job. Exit code: "
         + _codes(
             (ExitCode.OK, "all succeeded"),
             (ExitCode.FAILED, "one failed or was cancelled"),
@@ -79,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_seconds,
         default=DEFAULT_POLL_INTERVAL_S,
         metavar="S",
-        help=f"seconds between polls of one job (default: {DEFAULT_POLL_INTERVAL_S:g})",
+        help="seconds between polls of one job, when the service cannot be watched "
+        f"(default: {DEFAULT_POLL_INTERVAL_S:g})",
     )
     wait.add_argument(
         "--not-found-timeout",
@@ -252,8 +254,9 @@ def run_status(args: argparse.Namespace) -> int:
 
 async def _status(args: argparse.Namespace) -> int:
     async with _client(args) as client:
-        statuses = await asyncio.gather(
-            *(client.get_job_status(args.queue, args.job_set_id, j) for j in args.job_ids)
+        # One GetJobStatuses call (one poll per job from a service older than it).
+        statuses = await client.get_job_statuses(
+            [(args.queue, args.job_set_id, j) for j in args.job_ids]
         )
     rows = [Row(j, s.state.value, s.error) for j, s in zip(args.job_ids, statuses, strict=True)]
     _print_rows(args, rows, sys.stdout)
@@ -303,6 +306,7 @@ async def _wait(args: argparse.Namespace) -> int:
 
     async with _client(args) as client:
         with progress:
+            # The waits share one watch of the job set (AsyncJobServiceClient).
             rows = await asyncio.gather(*(one(client, j) for j in args.job_ids))
     _print_rows(args, rows, sys.stdout)
     return exit_code_for(rows)

@@ -42,6 +42,7 @@ from armada_jobservice.server.streams import EventStreams
 from armada_jobservice.server.subscriptions import SubscriptionManager
 from armada_jobservice.server.tls import ServerTls
 from armada_jobservice.server.upstream import Upstream
+from armada_jobservice.server.watch import JobWatches
 from armada_jobservice.server.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class JobServiceApp:
         self.gc_policy = gc_policy
         self.grpc_port = 0
         self.metrics_port: int | None = None
+        self._watches: JobWatches | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
@@ -228,6 +230,7 @@ class JobServiceApp:
             backfill=self.backfill,
         )
         add_to_server(servicer, server)
+        self._watches = servicer.watches
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -313,6 +316,9 @@ class JobServiceApp:
             return
         self._stopped = True
         self._running = False
+        if self._watches is not None:
+            # Watches never end by themselves: the grace would always run out.
+            self._watches.close()
         if self._server is not None:
             await self._publish_health()
             # Stop accepting, let calls in flight finish within the grace.

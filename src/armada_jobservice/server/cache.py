@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from armada_jobservice._wire import TERMINAL_STATES, WireState
 from armada_jobservice.server.model import MAX_JOB_ID_BYTES, JobRow, JobSetKey, RowToWrite
@@ -30,6 +30,16 @@ _STATE_OF_KIND = {kind: int(state) for kind, state in STATE_OF_KIND.items()}
 _ORDINARY_JOB_ID = MAX_JOB_ID_BYTES // 4
 _CONNECTION_ERR = int(WireState.CONNECTION_ERR)
 _NOT_FOUND = int(WireState.JOB_ID_NOT_FOUND)
+
+
+class JobObserver(Protocol):
+    """What a job set tells its watchers (``server/watch.py``): called as changes apply."""
+
+    def job_changed(self, job_id: str) -> None:
+        """The cached state of *job_id* changed."""
+
+    def connection_changed(self) -> None:
+        """The event stream's failure (or health) changed."""
 
 
 class JobSet:
@@ -50,6 +60,7 @@ class JobSet:
         "_refused",
         "_states",
         "_stream",
+        "_watchers",
     )
 
     def __init__(self, key: JobSetKey, now: float) -> None:
@@ -72,6 +83,8 @@ class JobSet:
         self._failure = ""
         self._refused = False
         self._loaded = False
+        # Open watches; a tuple, so notifying while one is added or removed is safe.
+        self._watchers: tuple[JobObserver, ...] = ()
 
     # -- reading -----------------------------------------------------------
 
@@ -182,6 +195,8 @@ class JobSet:
         if self._errors:
             self._errors.pop(job_id, None)
         self._dirty.add(job_id)
+        if self._watchers:
+            self._notify(job_id)
         return True
 
     def _apply_rule(self, message: Any) -> bool:
@@ -200,6 +215,8 @@ class JobSet:
         else:
             self._errors.pop(job_id, None)
         self._dirty.add(job_id)
+        if self._watchers:
+            self._notify(job_id)
         return True
 
     def load(
@@ -236,6 +253,8 @@ class JobSet:
             else:
                 errors.pop(job_id, None)
             changed += 1
+            if self._watchers:
+                self._notify(job_id)
         return changed
 
     def adopt(self, last_message_id: str | None) -> None:
@@ -274,6 +293,16 @@ class JobSet:
             return _CONNECTION_ERR, self._failure
         return state, ""
 
+    def peek(self, job_id: str, now: float, grace_s: float) -> tuple[int, str]:
+        """What ``poll`` would answer at *now*, without recording a poll (for watches)."""
+        state, error = self.lookup(job_id)
+        if state in _TERMINAL:
+            return state, error
+        failure = self.connection_error(now, grace_s)
+        if failure is not None:
+            return _CONNECTION_ERR, failure
+        return state, ""
+
     def lookup(self, job_id: str) -> tuple[int, str]:
         """The cached state and error text of a job (JOB_ID_NOT_FOUND when unseen)."""
         state = self._states.get(job_id)
@@ -286,6 +315,26 @@ class JobSet:
     def is_terminal(self, job_id: str) -> bool:
         """Whether the job has reached a state no event can change."""
         return self._states.get(job_id) in _TERMINAL
+
+    # -- watches -----------------------------------------------------------
+
+    @property
+    def watched(self) -> bool:
+        """Whether a watch is open: the job set then counts as polled for expiry."""
+        return bool(self._watchers)
+
+    def add_watcher(self, watcher: JobObserver) -> None:
+        """Tell *watcher* of every change from now on."""
+        self._watchers = (*self._watchers, watcher)
+
+    def remove_watcher(self, watcher: JobObserver, now: float) -> None:
+        """Stop telling *watcher*; the watch's end counts as a poll at *now*."""
+        self._watchers = tuple(w for w in self._watchers if w is not watcher)
+        self.touch(now)
+
+    def _notify(self, job_id: str) -> None:
+        for watcher in self._watchers:
+            watcher.job_changed(job_id)
 
     # -- the stream --------------------------------------------------------
 
@@ -300,16 +349,24 @@ class JobSet:
 
     def mark_failing(self, now: float, text: str, *, refused: bool) -> None:
         """Record that the event stream is down (``refused``: Armada or the database said no)."""
+        news = self._failing_since is None or text != self._failure or refused != self._refused
         if self._failing_since is None:
             self._failing_since = now
         self._failure = text
         self._refused = refused
+        if news:
+            for watcher in self._watchers:
+                watcher.connection_changed()
 
     def mark_healthy(self) -> None:
         """Record that the event stream works again."""
+        if self._failing_since is None:
+            return
         self._failing_since = None
         self._failure = ""
         self._refused = False
+        for watcher in self._watchers:
+            watcher.connection_changed()
 
     def connection_error(self, now: float, grace_s: float) -> str | None:
         """The error text polls of unfinished jobs must answer now, if any."""

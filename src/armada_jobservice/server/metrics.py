@@ -17,6 +17,8 @@ from prometheus_client.registry import Collector
 from armada_jobservice._wire import WireState
 
 PREFIX = "armada_jobservice"
+#: The rpcs counted by ``calls_by_method`` (``Health`` is not: probes would drown the rest).
+METHODS = ("GetJobStatus", "GetJobStatuses", "WatchJobs")
 
 
 class Metrics:
@@ -25,6 +27,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.polls_by_state = [0] * len(WireState)
+        #: Calls received, by rpc (each entry of a GetJobStatuses batch also counts as a poll).
+        self.calls_by_method = dict.fromkeys(METHODS, 0)
+        #: Updates sent on WatchJobs streams.
+        self.watch_updates = 0
         self.events_applied = 0
         self.reconnects: dict[str, int] = {}
         self.flush_failures = 0
@@ -87,11 +93,22 @@ class _HotPathCollector(Collector):
     def collect(self) -> Iterator[Any]:
         m = self._m
         polls = CounterMetricFamily(
-            f"{PREFIX}_polls", "GetJobStatus calls answered, by answered state.", labels=["state"]
+            f"{PREFIX}_polls",
+            "Job statuses answered (GetJobStatus calls, GetJobStatuses entries), by state.",
+            labels=["state"],
         )
         for state in WireState:
             polls.add_metric([state.name], m.polls_by_state[state])
         yield polls
+        calls = CounterMetricFamily(
+            f"{PREFIX}_calls", "Calls received, by rpc method.", labels=["method"]
+        )
+        for method, n in m.calls_by_method.items():
+            calls.add_metric([method], n)
+        yield calls
+        yield CounterMetricFamily(
+            f"{PREFIX}_watch_updates", "Updates sent on WatchJobs streams.", value=m.watch_updates
+        )
         for name, (help_text, fn) in m._counters.items():
             yield CounterMetricFamily(f"{PREFIX}_{name}", help_text, value=fn())
         yield CounterMetricFamily(

@@ -120,11 +120,12 @@ class SubscriptionManager:
 
         *among*: look only at these job sets (the writer's full pass hands
         them over in slices, so the event loop is never held for all at once).
+        A job set with an open watch counts as polled (``WatchJobs``).
         """
         now = time.monotonic() if now is None else now
         expired = 0
         for js in self._job_sets.values() if among is None else among:
-            if js.stream is not None and now - js.last_poll > self.expiry_s:
+            if js.stream is not None and now - js.last_poll > self.expiry_s and not js.watched:
                 self._stop(js)
                 expired += 1
                 log.info("unsubscribed from job set %s: no poll for %.0f s", js.key, self.expiry_s)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from armada_jobservice.bench.harness import Bench
 from armada_jobservice.bench.scenarios import (
+    batch_watch,
     cache_hits,
     fleet,
     ingestion,
@@ -28,4 +29,5 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "5": restart.run,
     "6": old_way.run,
     "7": fleet.run,  # needs PostgreSQL (bench --postgres)
+    "8": batch_watch.run,
 }

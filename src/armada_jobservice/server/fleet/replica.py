@@ -352,10 +352,15 @@ class Fleet:
         since = self._last_renewal
         # Polls seen here since the last renewal; a poll time set from another
         # replica's report (below) is not one, or two replicas would keep
-        # reporting each other's polls forever.
+        # reporting each other's polls forever. An open watch is a poll at
+        # every renewal, so the owner keeps a job set watched here.
         remote = self._remote_poll
         polled = (
-            [js.key for js in subs if js.last_poll > since and js.last_poll != remote.get(js.key)]
+            [
+                js.key
+                for js in subs
+                if js.watched or (js.last_poll > since and js.last_poll != remote.get(js.key))
+            ]
             if subs is not None
             else []
         )
