@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from airflow.exceptions import AirflowException
+from airflow.configuration import conf
+from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.plugins_manager import AirflowPlugin
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 try:  # Airflow 3: the task SDK is the public authoring interface.
-    from airflow.sdk import BaseHook, BaseOperator
+    from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink
 except ImportError:  # Airflow 2.x
     from airflow.hooks.base import BaseHook
-    from airflow.models import BaseOperator
+    from airflow.models import BaseOperator, BaseOperatorLink
 
-__all__ = ["AirflowException", "BaseHook", "BaseOperator", "BaseTrigger", "TriggerEvent"]
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowPlugin",
+    "BaseHook",
+    "BaseOperator",
+    "BaseOperatorLink",
+    "BaseTrigger",
+    "TriggerEvent",
+    "default_deferrable",
+]
+
+
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable`` (False when unset), read at task creation."""
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from armada_jobservice._async_client import AsyncJobServiceClient
-from armada_jobservice._exceptions import JobServiceError, WaitTimeout
+from armada_jobservice._exceptions import JobNotFoundTimeout, JobServiceError, WaitTimeout
 from armada_jobservice._wait import (
     DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
     DEFAULT_NOT_FOUND_TIMEOUT_S,
@@ -18,10 +18,16 @@ TIMED_OUT = "TIMED_OUT"
 """Event state when the wait gave up (a ``WaitTimeout``)."""
 ERROR = "ERROR"
 """Event state when the job service could not be asked."""
+UNACKNOWLEDGED = "UNACKNOWLEDGED"
+"""Event state when the job stayed unknown for the not-found (acknowledgement) timeout."""
 
 
 class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
-    """Poll the job service until one job ends, then fire one event with its final state."""
+    """Wait for one job through the job service, then fire one event with its final state.
+
+    It waits with ``AsyncJobServiceClient.wait_for_job``, so it gets whatever
+    that does: polling today, the job service's watch once the client watches.
+    """
 
     def __init__(
         self,
@@ -103,6 +109,8 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
                     connection_error_timeout_s=self.connection_error_timeout_s,
                     timeout_s=self.wait_timeout_s,
                 )
+            except JobNotFoundTimeout as exc:
+                payload.update(state=UNACKNOWLEDGED, error=str(exc))
             except WaitTimeout as exc:
                 payload.update(state=TIMED_OUT, error=str(exc))
             except JobServiceError as exc:
