@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from airflow.configuration import conf
-from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.exceptions import AirflowException
 from airflow.plugins_manager import AirflowPlugin
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 try:  # Airflow 3: the task SDK is the public authoring interface.
     from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink
+    from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # Airflow 2.x
+    from airflow.exceptions import AirflowFailException
     from airflow.hooks.base import BaseHook
     from airflow.models import BaseOperator, BaseOperatorLink
 
