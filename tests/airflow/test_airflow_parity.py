@@ -16,7 +16,7 @@ pytest.importorskip("airflow", reason="Airflow is not installed; run scripts/tes
 
 from airflow.utils.state import TaskInstanceState
 
-from .dagfile import POD, armada_state, run_dag, submitted_jobs
+from .dagfile import POD, armada_state, run_dag, submitted_jobs, use_connection
 
 # A request item whose strings are templates, built where users build theirs:
 # in the DAG file, with armada_client's classes (through the import shim).
@@ -281,3 +281,26 @@ def test_unknown_policy_fails_when_the_dag_loads() -> None:
         ArmadaJobServiceOperator(
             task_id="t", armada_queue="q", pod_spec=POD, reattach_policy="sometimes"
         )
+
+
+def test_example_dag_runs(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/dags runs to success against the simulator and the job service, as documented."""
+    import importlib.util
+    import os
+    import shutil
+
+    use_connection(monkeypatch, stack)
+    source = (
+        Path(__file__).resolve().parents[2] / "examples" / "dags" / "armada_jobservice_example.py"
+    )
+    dags = Path(os.environ["AIRFLOW_HOME"]) / "dags"
+    dags.mkdir(exist_ok=True)
+    path = Path(shutil.copy(source, dags / source.name))
+    spec = importlib.util.spec_from_file_location("armada_jobservice_example", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = module.dag.test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == dict.fromkeys(["extract", "transform", "load"], TaskInstanceState.SUCCESS)
