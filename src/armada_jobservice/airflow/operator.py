@@ -69,7 +69,6 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
     # Clients hold sockets and a callable may close over anything: Airflow's
     # deep copies of the task must share them, not copy them.
     shallow_copy_attrs: Sequence[str] = ("armada_client", "jobservice_client", "job_request")
-    operator_extra_links = (LookoutLink(),)
     ui_color = "#c3e6f5"
 
     def __init__(
@@ -129,6 +128,10 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
         self.reattach_policy = reattach_policy
         reattach.resolve_policy(reattach_policy)  # a misspelt name fails when the DAG loads
         self.lookout_url_template = lookout_url_template
+        if lookout_url_template:
+            # Only then: Airflow 2's webserver logs an error for every task
+            # whose link class no plugin registered.
+            self.operator_extra_links = (LookoutLink(),)
         self.dry_run = dry_run
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self._submitted: tuple[str, str] | None = None
