@@ -227,7 +227,10 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
             )
             return None
         with self._armada() as client:
-            job_id = self._reattach(context, client, job_set_id, item)
+            try:
+                job_id = self._reattach(context, client, job_set_id, item)
+            except Exception as exc:  # grpc's errors, from armada-client's stubs
+                raise AirflowException(f"looking for the earlier try's job failed: {exc}") from exc
             if job_id is None:
                 try:
                     job_id = _armada.submit_item(
