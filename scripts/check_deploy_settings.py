@@ -51,6 +51,8 @@ FILE_SETTINGS = (
     "grpc_tls_cert_file",
     "grpc_tls_key_file",
     "client_tokens_file",
+    "grpc_tls_client_ca_file",
+    "client_cert_scopes_file",
 )
 
 

@@ -108,3 +108,34 @@ def test_readme_documents_every_setting() -> None:
 )
 def test_a_database_url_is_shown_without_its_password(url: str, shown: str) -> None:
     assert config.redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ({"access_check": "ldap"}, "access_check"),
+        ({"access_cache_s": 0}, "access_cache_s"),
+        ({"max_subscriptions_per_identity": 0}, "max_subscriptions_per_identity"),
+        (
+            {"new_subscriptions_per_identity_per_minute": -1},
+            "new_subscriptions_per_identity_per_minute",
+        ),
+        ({"new_subscriptions_per_identity_burst": 5}, "new_subscriptions_per_identity_burst"),
+        (
+            {
+                "new_subscriptions_per_identity_per_minute": 6,
+                "new_subscriptions_per_identity_burst": 0,
+            },
+            "new_subscriptions_per_identity_burst",
+        ),
+        ({"grpc_tls_client_ca_file": "ca.pem"}, "grpc_tls_client_ca_file"),
+        ({"client_cert_scopes_file": "scopes"}, "client_cert_scopes_file"),
+    ],
+)
+def test_access_settings_that_cannot_work_name_themselves(
+    overrides: dict[str, object], setting: str
+) -> None:
+    """Each access or per-identity setting that cannot work is refused by its name."""
+    with pytest.raises(ConfigError) as caught:
+        config.Settings(**overrides)  # type: ignore[arg-type]
+    assert caught.value.setting == setting

@@ -161,6 +161,17 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
         help="connect with TLS, trusting this PEM file (implies --tls)",
     )
     parser.add_argument(
+        "--client-cert",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="present this PEM client certificate, for mutual TLS (implies --tls; with "
+        "--client-key)",
+    )
+    parser.add_argument(
+        "--client-key", type=Path, default=None, metavar="FILE", help="its PEM private key"
+    )
+    parser.add_argument(
         "--call-timeout",
         type=_seconds,
         default=DEFAULT_CALL_TIMEOUT_S,
@@ -178,11 +189,24 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
 def _client(args: argparse.Namespace) -> AsyncJobServiceClient:
     """Build the client from the flags and the environment (a token is never a flag)."""
     tls: bool | grpc.ChannelCredentials = bool(args.tls)
-    if args.ca_cert is not None:
-        try:
-            tls = grpc.ssl_channel_credentials(root_certificates=args.ca_cert.read_bytes())
-        except OSError as exc:
-            raise _UsageError(f"cannot read --ca-cert: {exc.strerror}: {args.ca_cert}") from exc
+    if (args.client_cert is None) != (args.client_key is None):
+        raise _UsageError("--client-cert and --client-key go together")
+    if args.ca_cert is not None or args.client_cert is not None:
+        pem: dict[str, bytes | None] = {}
+        for flag, path in (
+            ("--ca-cert", args.ca_cert),
+            ("--client-cert", args.client_cert),
+            ("--client-key", args.client_key),
+        ):
+            try:
+                pem[flag] = None if path is None else path.read_bytes()
+            except OSError as exc:
+                raise _UsageError(f"cannot read {flag}: {exc.strerror}: {path}") from exc
+        tls = grpc.ssl_channel_credentials(
+            root_certificates=pem["--ca-cert"],
+            private_key=pem["--client-key"],
+            certificate_chain=pem["--client-cert"],
+        )
     token = os.environ.get(TOKEN_ENV)
     creds = grpc.access_token_call_credentials(token) if token else None
     target = args.target or os.environ.get(TARGET_ENV) or DEFAULT_TARGET

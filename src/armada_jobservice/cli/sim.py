@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 
 from armada_jobservice._ready import Ready, remove_ready_file, write_ready_file
+from armada_jobservice._scopes import parse_token_scopes
 from armada_jobservice.cli.exit_codes import ExitCode
 from armada_jobservice.sim.faults import Faults
 from armada_jobservice.sim.lifecycle import Mix
@@ -124,6 +125,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="delay each streamed event by SECONDS",
     )
+    parser.add_argument(
+        "--permissions-file",
+        metavar="FILE",
+        help="per-caller permissions, lines TOKEN [PATTERN[,PATTERN...]]: every call needs "
+        "a listed bearer token (else UNAUTHENTICATED), per-queue calls a matching queue "
+        "(else PERMISSION_DENIED); see docs/simulator.md",
+    )
     parser.add_argument("--log-level", default="INFO", help="(default: %(default)s)")
     parser.add_argument(
         "--ready-file",
@@ -152,6 +160,13 @@ def build(args: argparse.Namespace) -> ArmadaSimulator:
     for queue in args.deny_queue:
         faults.deny_queue(queue)
     faults.slow_streams(args.stream_delay)
+    permissions = None
+    if args.permissions_file is not None:
+        try:
+            with open(args.permissions_file) as fh:
+                permissions = parse_token_scopes(fh.read(), args.permissions_file)
+        except OSError as exc:
+            raise ValueError(f"cannot read {args.permissions_file}: {exc.strerror}") from exc
     return ArmadaSimulator(
         args.host,
         args.port,
@@ -160,6 +175,7 @@ def build(args: argparse.Namespace) -> ArmadaSimulator:
         seed=args.seed,
         time_scale=args.time_scale,
         faults=faults,
+        permissions=permissions,
     )
 
 

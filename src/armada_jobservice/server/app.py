@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from types import TracebackType
 from typing import Any
 
@@ -20,21 +21,25 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from armada_jobservice._gen import jobservice_pb2
-from armada_jobservice.server.auth import AcceptedTokens, BearerAuthInterceptor
+from armada_jobservice.server.armada_check import ArmadaAccessCheck
+from armada_jobservice.server.auth import Access, make_access
 from armada_jobservice.server.changes import ChangeTracker
 from armada_jobservice.server.config import Settings, flush_interval_of, redact_url
 from armada_jobservice.server.errors import ConfigError, StoreError
 from armada_jobservice.server.fleet.db import FleetDB
 from armada_jobservice.server.fleet.replica import Fleet
 from armada_jobservice.server.gc_policy import GcPolicy
+from armada_jobservice.server.limits import IdentityLimits
 from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.metrics import Metrics
+from armada_jobservice.server.refusals import Refusals
 from armada_jobservice.server.servicer import JobServiceServicer, add_to_server
 from armada_jobservice.server.store import Store, open_store
 from armada_jobservice.server.store.postgres import PostgresStore
 from armada_jobservice.server.store.thread import AsyncStore
 from armada_jobservice.server.streams import EventStreams
 from armada_jobservice.server.subscriptions import SubscriptionManager
+from armada_jobservice.server.tls import ServerTls
 from armada_jobservice.server.upstream import Upstream
 from armada_jobservice.server.writer import Writer
 
@@ -92,6 +97,21 @@ class JobServiceApp:
             job_set_retention_s=settings.job_set_retention_s,
             fleet=self.fleet,
         )
+        #: Refused calls by reason (``armada_jobservice_refused_calls``).
+        self.refusals = Refusals()
+        self.metrics.refusals = self.refusals.counts
+        #: With ``access_check: armada``, Armada's verdicts on callers' tokens.
+        self.armada_check = (
+            ArmadaAccessCheck(settings) if settings.access_check == "armada" else None
+        )
+        self.limits = IdentityLimits(
+            max_subscriptions=settings.max_subscriptions_per_identity,
+            per_minute=settings.new_subscriptions_per_identity_per_minute,
+            burst=settings.new_subscriptions_per_identity_burst,
+        )
+        self.access: Access | None = None
+        #: The API's TLS (None: plain text); it follows the client CA bundle.
+        self.tls: ServerTls | None = None
         self.shutdown_grace_s = shutdown_grace_s
         #: Freezes long-lived objects so collector pauses stay short; the
         #: serve command installs one (it changes process-wide state).
@@ -171,15 +191,14 @@ class JobServiceApp:
     async def _start_serving(self) -> None:
         # The first Armada token before listening: a refusal stops start-up.
         await self.upstream.start()
-        interceptors = []
-        if self.settings.client_tokens_file is not None:
-            interceptors.append(
-                BearerAuthInterceptor(AcceptedTokens(self.settings.client_tokens_file))
-            )
-        elif self.settings.grpc_host not in ("127.0.0.1", "::1", "localhost"):
+        access = make_access(self.settings, self.refusals, self.armada_check)
+        #: Who may ask about what (None: anyone, about anything).
+        self.access = access
+        if access is None and self.settings.grpc_host not in ("127.0.0.1", "::1", "localhost"):
             log.warning(
-                "no client authentication (client_tokens_file): anyone who reaches port %s "
-                "can make this service watch job sets with its Armada identity",
+                "no client authentication (client_tokens_file, grpc_tls_client_ca_file): "
+                "anyone who reaches port %s can make this service watch job sets with its "
+                "Armada identity",
                 self.settings.grpc_port,
             )
         options = [
@@ -190,13 +209,16 @@ class JobServiceApp:
             ("grpc.server.max_pending_requests", 100_000),
             ("grpc.server.max_pending_requests_hard_limit", 100_000),
         ]
-        server = grpc.aio.server(options=options, interceptors=interceptors)
+        server = grpc.aio.server(options=options)
         servicer = JobServiceServicer(
             self.subscriptions,
             self.loader,
             self.metrics,
             self.is_serving,
             self.settings.connection_error_grace_s,
+            access=access,
+            limits=self.limits,
+            refusals=self.refusals,
         )
         add_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -208,7 +230,8 @@ class JobServiceApp:
             if self.settings.grpc_tls_cert_file is None:
                 self.grpc_port = server.add_insecure_port(address)
             else:
-                self.grpc_port = server.add_secure_port(address, self._server_credentials())
+                self.tls = ServerTls(self.settings)
+                self.grpc_port = server.add_secure_port(address, self.tls.credentials())
         except RuntimeError as exc:
             raise ConfigError("grpc_port", f"cannot listen on {address}: {exc}") from exc
         await server.start()
@@ -243,17 +266,6 @@ class JobServiceApp:
             redact_url(self.settings.database),
         )
 
-    def _server_credentials(self) -> grpc.ServerCredentials:
-        pair = []
-        for name in ("grpc_tls_key_file", "grpc_tls_cert_file"):
-            path = getattr(self.settings, name)
-            try:
-                with open(path, "rb") as fh:
-                    pair.append(fh.read())
-            except OSError as exc:
-                raise ConfigError(name, f"cannot read {path}: {exc.strerror}") from exc
-        return grpc.ssl_server_credentials([(pair[0], pair[1])])
-
     async def _publish_health(self) -> None:
         status = (
             health_pb2.HealthCheckResponse.SERVING
@@ -270,6 +282,7 @@ class JobServiceApp:
         while True:
             await asyncio.sleep(HEALTH_POLL_S)
             await self._publish_health()
+            self.limits.forget_idle(time.monotonic())
             if self.gc_policy is not None:
                 self.gc_policy.step(loop.time())
 
@@ -312,6 +325,8 @@ class JobServiceApp:
             await self.fleet.close()
         await self.store.close()
         await self.upstream.close()
+        if self.armada_check is not None:
+            await self.armada_check.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()

@@ -199,9 +199,32 @@ class Settings:
     client_tokens_file: str | None = field(
         default=None,
         metadata=_help(
-            "File of bearer tokens (one per line) that GetJobStatus callers must present; "
-            "re-read when it changes. Unset: no client authentication."
+            "File of bearer tokens that GetJobStatus callers must present, one per line: "
+            "TOKEN [PATTERN[,PATTERN...]] [name=NAME] (no patterns: every queue; "
+            "docs/security.md); re-read when it changes. Unset: no token authentication."
         ),
+    )
+    # Who may ask about what, and how fast: docs/security.md.
+    grpc_tls_client_ca_file: str | None = field(
+        default=None, metadata=_help("PEM CA of callers' certificates: mutual TLS; re-read.")
+    )
+    client_cert_scopes_file: str | None = field(
+        default=None, metadata=_help("IDENTITY [PATTERN,...] lines for client certificates.")
+    )
+    access_check: str = field(
+        default="scopes", metadata=_help("scopes, or armada: Armada decides too, per caller.")
+    )
+    access_cache_s: float = field(
+        default=300.0, metadata=_help("How long an Armada verdict on (caller, queue) is kept.")
+    )
+    max_subscriptions_per_identity: int | None = field(
+        default=None, metadata=_help("Most open subscriptions one caller opened; unset: no cap.")
+    )
+    new_subscriptions_per_identity_per_minute: float | None = field(
+        default=None, metadata=_help("Most new subscriptions per caller and minute; unset: any.")
+    )
+    new_subscriptions_per_identity_burst: int | None = field(
+        default=None, metadata=_help("New subscriptions at once (default: the per-minute rate).")
     )
 
     def __post_init__(self) -> None:
@@ -239,6 +262,8 @@ def validate(settings: Settings) -> None:
         "flush_interval_s",
         "reconnect_max_backoff_s",
         "lease_ttl_s",
+        "access_cache_s",
+        "new_subscriptions_per_identity_per_minute",
     ):
         if getattr(settings, name) is not None and getattr(settings, name) <= 0:
             raise ConfigError(name, f"must be greater than 0, got {getattr(settings, name)}")
@@ -263,6 +288,9 @@ def validate(settings: Settings) -> None:
     validate_armada_auth(settings)
     if (settings.grpc_tls_cert_file is None) != (settings.grpc_tls_key_file is None):
         raise ConfigError("grpc_tls_cert_file", "serving TLS needs both a certificate and a key")
+    from armada_jobservice.server.auth import validate_access
+
+    validate_access(settings)
     if not settings.database.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError(
             "database", f"must be a sqlite:/// or postgresql:// URL, got {settings.database!r}"

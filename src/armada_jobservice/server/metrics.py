@@ -28,6 +28,8 @@ class Metrics:
         self.events_applied = 0
         self.reconnects: dict[str, int] = {}
         self.flush_failures = 0
+        #: Refused calls by reason; the owner (``Refusals``) hands in its dict.
+        self.refusals: dict[Any, int] = {}
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         self._counters: dict[str, tuple[str, Callable[[], float]]] = {}
         self.flush_jobs = Histogram(
@@ -105,6 +107,15 @@ class _HotPathCollector(Collector):
         for reason, n in sorted(m.reconnects.items()):
             reconnects.add_metric([reason], n)
         yield reconnects
+        refused = CounterMetricFamily(
+            f"{PREFIX}_refused_calls",
+            "GetJobStatus calls refused because of the caller: unknown credentials, a queue "
+            "outside its scope, Armada's refusal, its per-identity limits.",
+            labels=["reason"],
+        )
+        for reason, n in m.refusals.items():
+            refused.add_metric([str(reason)], n)
+        yield refused
         yield CounterMetricFamily(
             f"{PREFIX}_flush_failures", "Flushes the database refused.", value=m.flush_failures
         )

@@ -3,7 +3,10 @@
 A poll of a subscribed job set is a dictionary lookup with no ``await`` and no
 database access. Bad input is INVALID_ARGUMENT naming the field; every other
 problem is a CONNECTION_ERR answer with its reason, never a gRPC error, since
-existing clients keep polling on CONNECTION_ERR and give up on errors.
+existing clients keep polling on CONNECTION_ERR and give up on errors. The
+exceptions are the caller's own: unknown credentials (UNAUTHENTICATED), a
+queue outside its scope (PERMISSION_DENIED, decided before the job set is
+looked at) and its per-identity limits (RESOURCE_EXHAUSTED), see ``auth``.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from google.protobuf.message import DecodeError
 
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._wire import WireState
+from armada_jobservice.server.auth import ANONYMOUS, GET_JOB_STATUS, Access
 from armada_jobservice.server.errors import StoreError
+from armada_jobservice.server.limits import IdentityLimits
 from armada_jobservice.server.loader import JobSetLoader
 from armada_jobservice.server.metrics import Metrics
 from armada_jobservice.server.model import MAX_JOB_ID_BYTES, MAX_JOB_SET_KEY_BYTES, JobSetKey
+from armada_jobservice.server.refusals import Reason, Refusals
 from armada_jobservice.server.subscriptions import SubscriptionLimitReached, SubscriptionManager
 
 MAX_ID_LENGTH = 1024
@@ -88,8 +94,14 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
         metrics: Metrics,
         is_serving: Callable[[], bool],
         connection_error_grace_s: float,
+        access: Access | None = None,
+        limits: IdentityLimits | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         self._subs = subscriptions
+        self._access = access
+        self._limits = limits if limits is not None and limits.enabled else None
+        self._refusals = refusals if refusals is not None else Refusals()
         self._loader = loader
         self._job_sets = subscriptions.job_sets
         self._polls = metrics.polls_by_state
@@ -105,7 +117,7 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
             )
         # Each protobuf field read costs; read each once.
         queue, job_set_id, job_id = request.queue, request.job_set_id, request.job_id
-        if (
+        suspicious = (
             not (queue and job_set_id and job_id)
             or len(queue) > MAX_ID_LENGTH
             or len(job_set_id) > MAX_ID_LENGTH
@@ -116,18 +128,39 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
             # Only ids this long can be too long in bytes (4 bytes per character at most).
             or len(job_id) > MAX_JOB_ID_BYTES // 4
             or len(queue) + len(job_set_id) > MAX_JOB_SET_KEY_BYTES // 4
-        ):
-            problem = invalid_field(queue, job_set_id, job_id)
-            if problem is not None:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        )
+        # Suspicious requests may still be valid: only the full check says.
+        problem = invalid_field(queue, job_set_id, job_id) if suspicious else None
+        identity = ANONYMOUS
+        access = self._access
+        if access is not None:
+            # Before the job set is looked at: a refusal says nothing about it.
+            outcome = access.decide(context, None if problem is not None else queue)
+            identity = (
+                outcome
+                if isinstance(outcome, str)
+                else await access.settle(outcome, context, queue)
+            )
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         now = time.monotonic()
         # A plain tuple: equal to (and hashed as) the JobSetKey the dict holds,
         # without a NamedTuple construction per poll.
         key = (queue, job_set_id)
         js = self._job_sets.get(key)  # type: ignore[call-overload]
         if js is None or not js.live:
+            opening = js is None or js.stream is None
+            limits = self._limits
             try:
+                if opening and limits is not None:
+                    refused = limits.refusal(identity, now)
+                    if refused is not None:
+                        if js is not None and js.loaded and js.is_terminal(job_id):
+                            return self._answer(*js.lookup(job_id))
+                        await self._refuse_limit(refused, identity, queue, context)
                 js = self._subs.subscribe(JobSetKey(*key), now)
+                if opening and limits is not None:
+                    limits.opened(identity, js, now)
                 await self._loader.ensure_loaded(js)
             except SubscriptionLimitReached as exc:
                 if js is not None and js.loaded and js.is_terminal(job_id):
@@ -136,6 +169,21 @@ class JobServiceServicer(jobservice_pb2_grpc.JobServiceServicer):
             except StoreError as exc:
                 return self._answer(_CONNECTION_ERR, f"job service database: {exc}")
         return self._answer(*js.poll(job_id, now, self._grace_s))
+
+    async def _refuse_limit(
+        self, refused: tuple[str, str], identity: str, queue: str, context: Any
+    ) -> None:
+        kind, text = refused
+        reason = Reason.SUBSCRIPTION_COUNT if kind == "count" else Reason.SUBSCRIPTION_RATE
+        self._refusals.record(
+            reason,
+            identity=identity,
+            method=GET_JOB_STATUS,
+            queue=queue,
+            peer=context.peer(),
+            detail=text,
+        )
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, text)
 
     def _answer(self, state: int, error: str) -> Any:
         self._polls[state] += 1

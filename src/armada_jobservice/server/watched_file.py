@@ -3,9 +3,10 @@
 A ``WatchedFile`` parses its file once at start-up (where an unreadable or
 unusable file stops the service, naming the setting) and again whenever the
 file's modification time or size changes. A file that cannot be read later
-(being rewritten, briefly gone) keeps the last good value and logs a warning,
-so a credentials rotation never leaves the service without one. Checks can be
-limited to one per ``recheck_s`` for callers on a hot path.
+(being rewritten, briefly gone, or holding a mistake) keeps the last good
+value and logs one warning per bad version of the file, so a credentials
+rotation never leaves the service without one. Checks can be limited to one
+per ``recheck_s`` for callers on a hot path.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class WatchedFile(Generic[T]):
         self._clock = clock
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
+        #: The version (or the error) last warned about: warn once, not every check.
+        self._warned: object = None
         self._checked = clock()
         try:
             self._value = self._read()
@@ -61,6 +64,11 @@ class WatchedFile(Generic[T]):
         self._stamp = (st.st_mtime_ns, st.st_size)
         return value
 
+    def refresh(self) -> T:
+        """The current value, looking at the file now whatever ``recheck_s`` says."""
+        self._checked = self._clock() - self._recheck_s
+        return self.get()
+
     def get(self) -> T:
         """The current value: re-read first if the file changed (and a check is due)."""
         if self._recheck_s:
@@ -69,11 +77,23 @@ class WatchedFile(Generic[T]):
                 return self._value
             self._checked = now
         with self._lock:
+            bad: object = None
             try:
                 st = os.stat(self.path)
-                if (st.st_mtime_ns, st.st_size) != self._stamp:
+                stamp = (st.st_mtime_ns, st.st_size)
+                if stamp != self._stamp and stamp != self._warned:
+                    bad = stamp
                     self._value = self._read()
+                    self._warned = None
                     log.info("re-read %s (%s)", self.path, self.setting)
             except (OSError, ValueError) as exc:
-                log.warning("cannot use %s (%s); keeping the previous value", self.path, exc)
+                bad = bad if bad is not None else str(exc)
+                if bad != self._warned:
+                    self._warned = bad
+                    log.warning(
+                        "cannot use %s (%s): %s; keeping the previous value",
+                        self.path,
+                        self.setting,
+                        exc,
+                    )
             return self._value

@@ -6,6 +6,8 @@ through a scriptable lifecycle and injects faults on request. See
 ``docs/simulator.md``.
 """
 
+from armada_jobservice._scopes import TokenScopes
+from armada_jobservice._scopes import parse_token_scopes as parse_permissions
 from armada_jobservice.sim.events import build_event, failure_fields
 from armada_jobservice.sim.faults import Faults, StreamRule
 from armada_jobservice.sim.lifecycle import JobPhase, JobPlan, Mix, Outcome, PlanError
@@ -28,6 +30,8 @@ __all__ = [
     "StreamHandle",
     "StreamRequest",
     "StreamRule",
+    "TokenScopes",
     "build_event",
     "failure_fields",
+    "parse_permissions",
 ]

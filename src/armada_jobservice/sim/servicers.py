@@ -4,7 +4,10 @@ Status codes follow Armada's server: SubmitJobs on a queue that does not
 exist (or that the caller may not use) is PERMISSION_DENIED, a malformed
 request is INVALID_ARGUMENT, GetJobSetEvents on an unknown queue, or on an
 unknown job set with ``errorIfMissing``, is NOT_FOUND. Every rpc first passes
-the fault gate (outage: UNAVAILABLE; denied queue: PERMISSION_DENIED).
+the fault gate (outage: UNAVAILABLE; denied queue: PERMISSION_DENIED) and,
+with per-caller permissions, Armada's authentication (an unknown or missing
+bearer token: UNAUTHENTICATED) and, on the calls Armada authorises per queue,
+its queue check (a queue outside the token's patterns: PERMISSION_DENIED).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from armada_client.armada import (
 )
 from google.protobuf import empty_pb2
 
+from armada_jobservice._scopes import bearer_token
 from armada_jobservice.sim.eventlog import MessageIdError, parse_message_id
 from armada_jobservice.sim.lifecycle import JobPhase, PlanError
 
@@ -58,6 +62,20 @@ class _Base:
         faults = self._sim.faults
         if faults.unavailable:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, "armada-sim: injected outage")
+        permissions = self._sim.permissions
+        if permissions is not None:
+            token = bearer_token(context.invocation_metadata())
+            scope = None if token is None else permissions.lookup(token)
+            if scope is None:
+                await _abort(
+                    context, grpc.StatusCode.UNAUTHENTICATED, "armada-sim: unknown bearer token"
+                )
+            if queue is not None and not scope.allows(queue):
+                await _abort(
+                    context,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"user {scope.identity!r} lacks permission on queue {queue!r}",
+                )
         if queue is not None and queue in faults.denied_queues:
             await _abort(
                 context,

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from armada_client.armada import event_pb2, submit_pb2
 
+from armada_jobservice._scopes import TokenScopes
 from armada_jobservice.sim import events
 from armada_jobservice.sim.engine import Engine, Job
 from armada_jobservice.sim.eventlog import EventLog, JobSetLog
@@ -78,12 +79,15 @@ class ArmadaSimulator:
         faults: Faults | None = None,
         grace_s: float = 0.2,
         max_recorded_requests: int = 100_000,
+        permissions: TokenScopes | None = None,
     ) -> None:
         """Configure a simulator; nothing listens until ``start()``.
 
         ``time_scale`` is real seconds per simulated second (0.01 runs jobs
         100 times faster, 0 makes every delay zero); ``seed`` makes the mix
         repeatable; ``requestor`` is the user named in cancellations.
+        ``permissions`` (a parsed ``TOKEN [PATTERNS]`` file) makes every call
+        need a listed bearer token and limits each token to its queues.
         """
         self.host = host
         self._requested_port = port
@@ -92,6 +96,8 @@ class ArmadaSimulator:
         self.scheduler = Scheduler(time_scale)
         self.engine = Engine(self.event_log, self.scheduler, mix or Mix(), seed, requestor)
         self.faults = faults or Faults()
+        #: Per-caller permissions; None lets every caller use every queue.
+        self.permissions = permissions
         self.faults.bind_outage_hook(self._on_outage)
         self.client_ids: dict[tuple[str, str], str] = {}
         self.stream_requests: collections.deque[StreamRequest] = collections.deque(
