@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from armada_jobservice._async_client import AsyncJobServiceClient
 from armada_jobservice._exceptions import JobNotFoundTimeout, JobServiceError, WaitTimeout
 from armada_jobservice._wait import (
     DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
@@ -13,6 +12,7 @@ from armada_jobservice._wait import (
     DEFAULT_POLL_INTERVAL_S,
 )
 from armada_jobservice.airflow._compat import BaseTrigger, TriggerEvent
+from armada_jobservice.airflow._shared import shared_client
 
 TIMED_OUT = "TIMED_OUT"
 """Event state when the wait gave up (a ``WaitTimeout``)."""
@@ -27,6 +27,7 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
 
     It waits with ``AsyncJobServiceClient.wait_for_job``, so it gets whatever
     that does: polling today, the job service's watch once the client watches.
+    The triggers of one triggerer share one client per job service.
     """
 
     def __init__(
@@ -87,18 +88,13 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait for the job and yield one event: its terminal state, or why the wait ended."""
-        import grpc
-
         token = self._token()
-        creds = grpc.access_token_call_credentials(token) if token else None
         payload: dict[str, Any] = {
             "queue": self.queue,
             "job_set_id": self.job_set_id,
             "job_id": self.job_id,
         }
-        async with AsyncJobServiceClient(
-            self.jobservice_url, tls=self.tls, call_credentials=creds
-        ) as client:
+        async with shared_client(self.jobservice_url, tls=self.tls, token=token) as client:
             try:
                 status = await client.wait_for_job(
                     self.queue,
