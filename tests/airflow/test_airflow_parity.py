@@ -86,11 +86,17 @@ def die_on_first_try(context, result):
 
 
 @pytest.mark.parametrize(
-    ("policy", "reattaches"),
-    [("running_or_succeeded", True), ("always", True), ("never", False), (None, False)],
+    ("policy", "reattaches", "deferrable"),
+    [
+        ("running_or_succeeded", True, False),
+        ("running_or_succeeded", True, True),
+        ("always", True, False),
+        ("never", False, False),
+        (None, False, True),
+    ],
 )
 def test_retry_reattaches_by_policy(
-    stack: dict[str, str], tmp_path: Path, policy: str | None, reattaches: bool
+    stack: dict[str, str], tmp_path: Path, policy: str | None, reattaches: bool, deferrable: bool
 ) -> None:
     """A retry waits for the earlier try's job when the policy accepts it, else submits anew."""
     record = tmp_path / "first-job-id"
@@ -101,6 +107,7 @@ def test_retry_reattaches_by_policy(
         code_kw="post_execute=die_on_first_try, retry_delay=0.0, ",
         retries=1,
         reattach_policy=policy,
+        deferrable=deferrable,
     )
     assert (ti.state, ti.try_number) == (TaskInstanceState.SUCCESS, 2)
     first = record.read_text()
