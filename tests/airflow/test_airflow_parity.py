@@ -203,16 +203,38 @@ JOBSERVICE = JobServiceClient({jobservice!r})
 """
 
 
-def test_ready_clients(stack: dict[str, str]) -> None:
-    """Handed both clients, the operator needs no address or connection."""
+@pytest.mark.parametrize(
+    ("code_kw", "armada_url", "connection"),
+    [
+        # Both clients: no address, no connection.
+        ("armada_client=ARMADA, jobservice_client=JOBSERVICE, conn_id=None, ", None, None),
+        # Armada's client, the job service from the connection, whose Armada
+        # address leads nowhere: the client is what submits.
+        ("armada_client=ARMADA, ", None, "armada-jobservice://{jobservice}?armada_url=127.0.0.1:9"),
+        # The job service's client and Armada's address: no connection needed.
+        ("jobservice_client=JOBSERVICE, ", "{armada}", None),
+    ],
+    ids=["both", "armada-client", "jobservice-client"],
+)
+def test_ready_clients(
+    stack: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    code_kw: str,
+    armada_url: str | None,
+    connection: str | None,
+) -> None:
+    """Handed a client, the operator needs no address or connection for that service."""
+    if connection is None:
+        monkeypatch.delenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", raising=False)
+    else:
+        monkeypatch.setenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", connection.format(**stack))
     ti, xcom = run_dag(
         stack,
         {"armada-sim/outcome": "succeeded"},
         prelude=READY_CLIENTS.format(**stack),
-        code_kw="armada_client=ARMADA, jobservice_client=JOBSERVICE, ",
-        armada_url=None,
+        code_kw=code_kw,
+        armada_url=armada_url.format(**stack) if armada_url else None,
         jobservice_url=None,
-        conn_id=None,
     )
     assert (ti.state, xcom["job_state"]) == (TaskInstanceState.SUCCESS, "SUCCEEDED")
 

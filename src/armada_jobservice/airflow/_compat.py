@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow.configuration import conf
-from airflow.exceptions import AirflowException
+from airflow.exceptions import AirflowException, AirflowNotFoundException
 from airflow.plugins_manager import AirflowPlugin
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -18,6 +18,7 @@ except ImportError:  # Airflow 2.x
 __all__ = [
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "AirflowPlugin",
     "BaseHook",
     "BaseOperator",

@@ -9,7 +9,7 @@ import grpc
 
 from armada_jobservice._channel import channel_credentials
 from armada_jobservice._wire import DEFAULT_PORT
-from armada_jobservice.airflow._compat import AirflowException, BaseHook
+from armada_jobservice.airflow._compat import AirflowException, AirflowNotFoundException, BaseHook
 
 DEFAULT_CONN_ID = "armada_jobservice_default"
 
@@ -73,9 +73,17 @@ class ArmadaJobServiceHook(BaseHook):  # type: ignore[misc]
         may then be empty (an operator handed a ready client needs no address).
         """
         fields: dict[str, Any] = {"armada_url": "", "jobservice_url": ""}
-        wanted = [getattr(self, n) is None for n in required]
-        if self.conn_id and any(wanted):
-            conn = self.get_connection(self.conn_id)
+        needed = any(getattr(self, n) is None for n in required)
+        conn = None
+        if self.conn_id and (self.armada_url is None or self.jobservice_url is None):
+            # Read even when only the other address is missing: its token and
+            # TLS setting apply to both services.
+            try:
+                conn = self.get_connection(self.conn_id)
+            except AirflowNotFoundException:
+                if needed:
+                    raise
+        if conn is not None:
             extra = conn.extra_dejson
             if conn.host:
                 fields["jobservice_url"] = f"{conn.host}:{conn.port or DEFAULT_PORT}"
