@@ -28,8 +28,8 @@ async def test_one_client_per_service_and_token() -> None:
     assert open_clients() == 0
 
 
-def submit(stack: dict[str, str], job_set_id: str, outcome: str) -> str:
-    """Submit one scripted job to the simulator through armada-client."""
+def submit(stack: dict[str, str], job_set_id: str, outcome: str, **more: str) -> str:
+    """Submit one scripted job to the simulator through armada-client (more: annotations)."""
     import grpc
 
     item = _armada.request_item(
@@ -37,7 +37,7 @@ def submit(stack: dict[str, str], job_set_id: str, outcome: str) -> str:
         priority=1.0,
         namespace=None,
         labels={},
-        annotations={"armada-sim/outcome": outcome},
+        annotations={"armada-sim/outcome": outcome, **more},
     )
     with grpc.insecure_channel(stack["armada"]) as channel:
         client = _armada.armada_client(channel)
@@ -65,3 +65,24 @@ async def test_concurrent_triggers_each_get_their_job(stack: dict[str, str]) -> 
         (jobs["failed"], "FAILED"),
     ]
     assert open_clients() == 0
+
+
+async def test_on_kill_cancels_the_job(stack: dict[str, str]) -> None:
+    """When a user kills the deferred task, the trigger's on_kill cancels the Armada job."""
+    from armada_jobservice import AsyncJobServiceClient, JobState
+
+    job_id = submit(stack, "trigger-kill", "succeeded", **{"armada-sim/hold-at": "running"})
+    trigger = ArmadaJobServiceTrigger(
+        queue="airflow",
+        job_set_id="trigger-kill",
+        job_id=job_id,
+        jobservice_url=stack["jobservice"],
+        armada_url=stack["armada"],
+    )
+    await trigger.on_kill()
+    # Held at running, the job only ends if the cancellation reached Armada.
+    async with AsyncJobServiceClient(stack["jobservice"]) as client:
+        final = await client.wait_for_job(
+            "airflow", "trigger-kill", job_id, poll_interval_s=0.05, timeout_s=30
+        )
+    assert final.state is JobState.CANCELLED

@@ -291,6 +291,7 @@ class ArmadaJobServiceOperator(BaseOperator):  # type: ignore[misc]
                 not_found_timeout_s=self.not_found_timeout_s,
                 connection_error_timeout_s=self.connection_error_timeout_s,
                 wait_timeout_s=self.wait_timeout_s,
+                armada_url=endpoints.armada_url,
             ),
             method_name="execute_complete",
         )

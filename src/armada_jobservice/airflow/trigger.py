@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,6 +44,7 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
         not_found_timeout_s: float = DEFAULT_NOT_FOUND_TIMEOUT_S,
         connection_error_timeout_s: float = DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
         wait_timeout_s: float | None = None,
+        armada_url: str = "",
     ) -> None:
         super().__init__()
         self.queue = queue
@@ -57,6 +59,8 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
         self.not_found_timeout_s = not_found_timeout_s
         self.connection_error_timeout_s = connection_error_timeout_s
         self.wait_timeout_s = wait_timeout_s
+        # Only for cancelling the job when a user kills the deferred task.
+        self.armada_url = armada_url
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Name the class and the arguments that rebuild this trigger in the triggerer."""
@@ -73,6 +77,7 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
                 "not_found_timeout_s": self.not_found_timeout_s,
                 "connection_error_timeout_s": self.connection_error_timeout_s,
                 "wait_timeout_s": self.wait_timeout_s,
+                "armada_url": self.armada_url,
             },
         )
 
@@ -114,3 +119,30 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
             else:
                 payload.update(state=status.state.value, error=status.error)
         yield TriggerEvent(payload)
+
+    async def on_kill(self) -> None:
+        """Cancel the Armada job when a user kills the deferred task (Airflow 3.3 calls this).
+
+        Not called when the triggerer restarts or hands the trigger to another
+        triggerer: the job then carries on and the trigger resumes its wait.
+        """
+        from armada_jobservice.airflow import _armada
+        from armada_jobservice.airflow.hook import Endpoints
+
+        if not self.armada_url:
+            self.log.warning("no Armada address to cancel job %s with", self.job_id)
+            return
+        endpoints = Endpoints(
+            self.armada_url, self.jobservice_url, tls=self.tls, token=self._token()
+        )
+
+        def cancel() -> None:
+            with endpoints.armada_channel() as channel:
+                client = _armada.armada_client(channel)
+                _armada.cancel(
+                    client, queue=self.queue, job_set_id=self.job_set_id, job_id=self.job_id
+                )
+
+        # armada-client is blocking; the triggerer's loop must not be.
+        await asyncio.to_thread(cancel)
+        self.log.info("cancelled Armada job %s", self.job_id)
