@@ -9,12 +9,15 @@ Run it against the simulator and a local job service::
     airflow dags test armada_jobservice_example
 
 The ``armada-sim/*`` annotations script the simulator (see docs/simulator.md);
-a real Armada ignores them.
+a real Armada ignores them. ``transform`` shows a job given as armada_client's
+``JobSubmitRequestItem``, built when the task runs, with re-attach on retry.
 """
 
 from __future__ import annotations
 
-from armada_jobservice.airflow import ArmadaJobServiceOperator
+from typing import Any
+
+from armada_jobservice.airflow import ArmadaJobServiceOperator, import_armada_client
 
 try:
     from airflow.sdk import DAG
@@ -31,6 +34,26 @@ POD = {
         }
     ]
 }
+LOOKOUT = "http://localhost:10000/?jobId=<job_id>"
+
+
+def transform_request(context: Any, jinja_env: Any) -> Any:
+    """The transform job, built when the task runs; its strings are templates too."""
+    submit_pb2 = import_armada_client()  # first: it makes armada_client importable here
+    from armada_client.k8s.io.api.core.v1 import generated_pb2 as core_v1
+
+    container = core_v1.Container(
+        name="main",
+        image="busybox:1.36",
+        args=["sh", "-c", "echo transforming {{ ds }} for " + context["dag"].dag_id],
+    )
+    return submit_pb2.JobSubmitRequestItem(
+        priority=1.0,
+        namespace="default",
+        annotations={"armada-sim/outcome": "succeeded", "armada-sim/run-seconds": "10"},
+        pod_spec=core_v1.PodSpec(containers=[container]),
+    )
+
 
 with DAG(dag_id="armada_jobservice_example", schedule=None, catchup=False) as dag:
     extract = ArmadaJobServiceOperator(
@@ -38,13 +61,16 @@ with DAG(dag_id="armada_jobservice_example", schedule=None, catchup=False) as da
         armada_queue="demo",
         pod_spec=POD,
         annotations={"armada-sim/outcome": "succeeded", "armada-sim/run-seconds": "3"},
+        lookout_url_template=LOOKOUT,
         poll_interval_s=1.0,
     )
     transform = ArmadaJobServiceOperator(
         task_id="transform",
         armada_queue="demo",
-        pod_spec=POD,
-        annotations={"armada-sim/outcome": "succeeded", "armada-sim/run-seconds": "10"},
+        job_request=transform_request,
+        retries=2,
+        reattach_policy="running_or_succeeded",
+        lookout_url_template=LOOKOUT,
         deferrable=True,
         poll_interval_s=1.0,
     )

@@ -2,7 +2,8 @@
 
 Prints ``{"armada": "host:port", "jobservice": "host:port"}`` on one line once
 both listen, then serves until its standard input closes. An optional
-argument names a file of bearer tokens the job service then requires. A process of its
+argument names a file of bearer tokens the job service then requires. Queues:
+``airflow`` for the tests' DAGs, ``demo`` for examples/dags. A process of its
 own keeps Airflow's event loops (triggers run in one) apart from the servers'.
 """
 
@@ -21,7 +22,7 @@ from armada_jobservice.sim import ArmadaSimulator
 async def main() -> None:
     """Serve until stdin reaches EOF."""
     with tempfile.TemporaryDirectory() as tmp:
-        async with ArmadaSimulator(queues=["airflow"], time_scale=0.01, seed=7) as sim:
+        async with ArmadaSimulator(queues=["airflow", "demo"], time_scale=0.01, seed=7) as sim:
             settings = Settings(
                 grpc_host="127.0.0.1",
                 grpc_port=0,

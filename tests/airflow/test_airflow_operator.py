@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,87 +16,18 @@ pytest.importorskip("airflow", reason="Airflow is not installed; run scripts/tes
 
 from airflow.utils.state import TaskInstanceState
 
-POD = {
-    "containers": [
-        {
-            "name": "main",
-            "image": "busybox:1.36",
-            "args": ["sleep", "1"],
-            "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}},
-        }
-    ]
-}
-
-# A real DAG file: Airflow 3 runs dag.test() only for DAGs it parsed from its
-# dags folder, as in production.
-DAG_FILE = """
-import json
-from armada_jobservice.airflow import ArmadaJobServiceOperator
-try:
-    from airflow.sdk import DAG, task
-except ImportError:  # Airflow 2.x
-    from airflow import DAG
-    from airflow.decorators import task
-
-with DAG(dag_id={dag_id!r}, schedule=None, catchup=False) as dag:
-    job = ArmadaJobServiceOperator(
-        task_id="job", armada_queue="airflow", pod_spec={pod!r}, annotations={annotations!r},
-        poll_interval_s=0.05, **{op_kw!r}
-    )
-
-    @task(trigger_rule="all_done")
-    def report(ti=None):
-        keys = ("job_id", "job_set_id", "job_state", "job_error", "return_value")
-        with open({out!r}, "w") as f:
-            json.dump({{k: ti.xcom_pull(task_ids="job", key=k) for k in keys}}, f)
-
-    job >> report()
-"""
-
-
-def run_dag(
-    stack: dict[str, str], annotations: dict[str, str], **op_kw: Any
-) -> tuple[Any, dict[str, Any]]:
-    """Write a DAG of the operator and a reporter, dag.test() it; return state and XComs."""
-    op_kw.setdefault("armada_url", stack["armada"])
-    op_kw.setdefault("jobservice_url", stack["jobservice"])
-    op_kw = {k: v for k, v in op_kw.items() if v is not None}
-    dag_id = f"armada_{uuid.uuid4().hex[:8]}"
-    dags = Path(os.environ["AIRFLOW_HOME"]) / "dags"
-    dags.mkdir(exist_ok=True)
-    out = dags.parent / f"{dag_id}.json"
-    path = dags / f"{dag_id}.py"
-    path.write_text(
-        DAG_FILE.format(dag_id=dag_id, pod=POD, annotations=annotations, op_kw=op_kw, out=str(out))
-    )
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    run = module.dag.test()
-    return run.get_task_instance("job").state, json.loads(out.read_text())
-
-
-def use_connection(
-    monkeypatch: pytest.MonkeyPatch, stack: dict[str, str], token: str | None = None
-) -> None:
-    """Point the armada_jobservice_default connection at *stack*, with an optional token."""
-    host, port = stack["jobservice"].rsplit(":", 1)
-    auth = f":{token}@" if token else ""
-    uri = f"armada-jobservice://{auth}{host}:{port}?armada_url={stack['armada']}"
-    monkeypatch.setenv("AIRFLOW_CONN_ARMADA_JOBSERVICE_DEFAULT", uri)
+from .dagfile import POD, run_dag, use_connection
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["polling", "deferrable"])
 def test_successful_job(stack: dict[str, str], deferrable: bool) -> None:
     """A job that succeeds makes the task succeed and pushes its id, job set and state."""
-    state, xcom = run_dag(
+    ti, xcom = run_dag(
         stack,
         {"armada-sim/outcome": "succeeded", "armada-sim/run-seconds": "2"},
         deferrable=deferrable,
     )
-    assert state == TaskInstanceState.SUCCESS
+    assert ti.state == TaskInstanceState.SUCCESS
     assert xcom["job_state"] == "SUCCEEDED"
     assert xcom["return_value"] == xcom["job_id"]
     assert xcom["job_set_id"].startswith("armada_")
@@ -108,12 +36,12 @@ def test_successful_job(stack: dict[str, str], deferrable: bool) -> None:
 @pytest.mark.parametrize("deferrable", [False, True], ids=["polling", "deferrable"])
 def test_failed_job_fails_the_task_with_its_reason(stack: dict[str, str], deferrable: bool) -> None:
     """A failed job fails the task; its state and Armada's reason reach XCom."""
-    state, xcom = run_dag(
+    ti, xcom = run_dag(
         stack,
         {"armada-sim/outcome": "failed", "armada-sim/failure-reason": "disk full on node-7"},
         deferrable=deferrable,
     )
-    assert state == TaskInstanceState.FAILED
+    assert ti.state == TaskInstanceState.FAILED
     assert xcom["job_state"] == "FAILED"
     assert "disk full on node-7" in xcom["job_error"]
 
@@ -121,21 +49,21 @@ def test_failed_job_fails_the_task_with_its_reason(stack: dict[str, str], deferr
 @pytest.mark.parametrize("deferrable", [False, True], ids=["polling", "deferrable"])
 def test_cancelled_job_fails_the_task(stack: dict[str, str], deferrable: bool) -> None:
     """A job cancelled in Armada fails the task with CANCELLED and the reason."""
-    state, xcom = run_dag(
+    ti, xcom = run_dag(
         stack,
         {"armada-sim/outcome": "cancelled", "armada-sim/cancel-reason": "operator said so"},
         deferrable=deferrable,
     )
-    assert state == TaskInstanceState.FAILED
+    assert ti.state == TaskInstanceState.FAILED
     assert xcom["job_state"] == "CANCELLED"
 
 
 def test_wait_timeout_fails_the_task_and_cancels_the_job(stack: dict[str, str]) -> None:
     """A job still running at the wait timeout fails the task and is cancelled in Armada."""
-    state, xcom = run_dag(
+    ti, xcom = run_dag(
         stack, {"armada-sim/hold-at": "running"}, deferrable=True, wait_timeout_s=1.0
     )
-    assert state == TaskInstanceState.FAILED
+    assert ti.state == TaskInstanceState.FAILED
     assert xcom["job_state"] == "TIMED_OUT"
     from armada_jobservice import JobServiceClient
 
@@ -151,10 +79,10 @@ def test_connection_from_the_environment(
 ) -> None:
     """Without address arguments the operator reads the armada_jobservice_default connection."""
     use_connection(monkeypatch, stack)
-    state, xcom = run_dag(
+    ti, xcom = run_dag(
         stack, {"armada-sim/outcome": "succeeded"}, armada_url=None, jobservice_url=None
     )
-    assert (state, xcom["job_state"]) == (TaskInstanceState.SUCCESS, "SUCCEEDED")
+    assert (ti.state, xcom["job_state"]) == (TaskInstanceState.SUCCESS, "SUCCEEDED")
 
 
 def test_operator_imports_beside_googleapis_common_protos() -> None:
@@ -229,7 +157,9 @@ def test_on_kill_cancels_the_running_job(stack: dict[str, str]) -> None:
     pushed: dict[str, Any] = {}
 
     class TaskInstance:
-        """Only what execute() uses of a task instance: XCom pushes."""
+        """Only what execute() uses of a task instance: its ids, its try and XCom pushes."""
+
+        dag_id, task_id, map_index, try_number, max_tries = "kill", "killed", -1, 1, 0
 
         def xcom_push(self, key: str, value: Any) -> None:
             pushed[key] = value
@@ -250,7 +180,7 @@ def test_on_kill_cancels_the_running_job(stack: dict[str, str]) -> None:
     with ThreadPoolExecutor(1) as pool:
         killer = pool.submit(kill_once_running)
         with pytest.raises(AirflowException, match="CANCELLED"):
-            operator.execute({"ti": TaskInstance()})
+            operator.execute({"ti": TaskInstance(), "run_id": "manual"})
         killer.result(timeout=5)
     assert pushed["job_state"] == "CANCELLED"
 
@@ -263,14 +193,14 @@ def test_token_from_the_connection_reaches_the_job_service(
     from .conftest import AUTH_TOKEN
 
     use_connection(monkeypatch, auth_stack, token=AUTH_TOKEN)
-    state, xcom = run_dag(
+    ti, xcom = run_dag(
         auth_stack,
         {"armada-sim/outcome": "succeeded"},
         armada_url=None,
         jobservice_url=None,
         deferrable=deferrable,
     )
-    assert (state, xcom["job_state"]) == (TaskInstanceState.SUCCESS, "SUCCEEDED")
+    assert (ti.state, xcom["job_state"]) == (TaskInstanceState.SUCCESS, "SUCCEEDED")
 
 
 def test_wrong_token_fails_the_task(
@@ -278,12 +208,12 @@ def test_wrong_token_fails_the_task(
 ) -> None:
     """A job service that refuses the token fails the task instead of waiting forever."""
     use_connection(monkeypatch, auth_stack, token="not-the-token")
-    state, xcom = run_dag(
+    ti, xcom = run_dag(
         auth_stack,
         {"armada-sim/outcome": "succeeded"},
         armada_url=None,
         jobservice_url=None,
         deferrable=True,
     )
-    assert state == TaskInstanceState.FAILED
+    assert ti.state == TaskInstanceState.FAILED
     assert "UNAUTHENTICATED" in (xcom["job_error"] or "")

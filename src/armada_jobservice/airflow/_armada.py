@@ -71,29 +71,58 @@ def _wrap_quantities(value: Any) -> Any:
     return value
 
 
-def submit_job(
-    channel: Any,
+def request_item(
     *,
-    queue: str,
-    job_set_id: str,
     pod_spec: Any,
     priority: float,
     namespace: str | None,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
-) -> str:
-    """Submit one job and return its id; raises ``RuntimeError`` with Armada's reason."""
-    import_armada_client()
-    from armada_client.client import ArmadaClient
-
-    client = ArmadaClient(channel)
-    item = client.create_job_request_item(
+) -> Any:
+    """Build a ``JobSubmitRequestItem`` from a pod spec and the job's metadata."""
+    submit_pb2 = import_armada_client()
+    item = submit_pb2.JobSubmitRequestItem(
         priority=priority,
-        pod_spec=pod_spec_from(pod_spec),
-        namespace=namespace,
+        namespace=namespace or "",
         labels=dict(labels),
         annotations=dict(annotations),
     )
+    item.pod_spec.CopyFrom(pod_spec_from(pod_spec))
+    return item
+
+
+def item_to_dict(item: Any) -> dict[str, Any]:
+    """A request item as JSON-like data (proto field names), the form templates render."""
+    from google.protobuf import json_format
+
+    return dict(json_format.MessageToDict(item, preserving_proto_field_name=True))
+
+
+def item_from(value: Any) -> Any:
+    """A ``JobSubmitRequestItem`` from an item or from its ``item_to_dict`` form."""
+    submit_pb2 = import_armada_client()
+    from google.protobuf import json_format
+
+    if isinstance(value, submit_pb2.JobSubmitRequestItem):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"job_request must be a JobSubmitRequestItem, a mapping or a callable returning "
+            f"one, not {type(value).__name__}"
+        )
+    return json_format.ParseDict(dict(value), submit_pb2.JobSubmitRequestItem())
+
+
+def armada_client(channel: Any) -> Any:
+    """An ``armada_client.client.ArmadaClient`` on ``channel``."""
+    import_armada_client()
+    from armada_client.client import ArmadaClient
+
+    return ArmadaClient(channel)
+
+
+def submit_item(client: Any, *, queue: str, job_set_id: str, item: Any) -> str:
+    """Submit one request item and return its job id; ``RuntimeError`` with Armada's reason."""
     response = client.submit_jobs(queue=queue, job_set_id=job_set_id, job_request_items=[item])
     [result] = response.job_response_items
     if result.error:
@@ -101,9 +130,40 @@ def submit_job(
     return str(result.job_id)
 
 
-def cancel_job(channel: Any, *, queue: str, job_set_id: str, job_id: str) -> None:
+def cancel(client: Any, *, queue: str, job_set_id: str, job_id: str) -> None:
     """Ask Armada to cancel one job."""
-    import_armada_client()
-    from armada_client.client import ArmadaClient
+    client.cancel_jobs(queue=queue, job_set_id=job_set_id, job_id=job_id)
 
-    ArmadaClient(channel).cancel_jobs(queue=queue, job_set_id=job_set_id, job_id=job_id)
+
+def find_job(client: Any, *, queue: str, job_set_id: str, key: str, value: str) -> str | None:
+    """The last job of the job set submitted with annotation ``key=value``, or ``None``.
+
+    Reads the job set's events once, to their current end (``watch`` off), and
+    looks at each ``submitted`` event's job: the event API is what every Armada
+    (and the simulator) serves, where the query API's external-URI lookup is not.
+    """
+    from armada_client.armada import event_pb2
+
+    request = event_pb2.JobSetRequest(id=job_set_id, queue=queue, watch=False)
+    found: str | None = None
+    for message in client.event_stub.GetJobSetEvents(request):
+        event = message.message
+        if event.WhichOneof("events") != "submitted":
+            continue
+        job = event.submitted.job
+        if job.annotations.get(key) == value:
+            found = job.id  # events come in submission order: the last one wins
+    return found
+
+
+def query_state(client: Any, job_id: str) -> tuple[Any, str]:
+    """The job's state in Armada's query API (``armada_client.typings.JobState``) and its error."""
+    import_armada_client()
+    from armada_client.typings import JobState as ArmadaJobState
+
+    states = client.get_job_status([job_id]).job_states
+    state = ArmadaJobState(states[job_id]) if job_id in states else ArmadaJobState.UNKNOWN
+    reason = ""
+    if state in (ArmadaJobState.FAILED, ArmadaJobState.PREEMPTED, ArmadaJobState.REJECTED):
+        reason = str(client.get_job_errors([job_id]).job_errors.get(job_id, ""))
+    return state, reason

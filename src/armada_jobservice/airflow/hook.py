@@ -9,7 +9,7 @@ import grpc
 
 from armada_jobservice._channel import channel_credentials
 from armada_jobservice._wire import DEFAULT_PORT
-from armada_jobservice.airflow._compat import AirflowException, BaseHook
+from armada_jobservice.airflow._compat import AirflowException, AirflowNotFoundException, BaseHook
 
 DEFAULT_CONN_ID = "armada_jobservice_default"
 
@@ -66,21 +66,34 @@ class ArmadaJobServiceHook(BaseHook):  # type: ignore[misc]
         self.jobservice_url = jobservice_url
         self.tls = tls
 
-    def endpoints(self) -> Endpoints:
-        """Resolve the addresses: arguments first, then the connection (read only if needed)."""
-        fields: dict[str, Any] = {}
+    def endpoints(self, required: tuple[str, ...] = ("armada_url", "jobservice_url")) -> Endpoints:
+        """Resolve the addresses: arguments first, then the connection (read only if needed).
+
+        Raises when an address named in ``required`` is found nowhere; the others
+        may then be empty (an operator handed a ready client needs no address).
+        """
+        fields: dict[str, Any] = {"armada_url": "", "jobservice_url": ""}
+        needed = any(getattr(self, n) is None for n in required)
+        conn = None
         if self.conn_id and (self.armada_url is None or self.jobservice_url is None):
-            conn = self.get_connection(self.conn_id)
+            # Read even when only the other address is missing: its token and
+            # TLS setting apply to both services.
+            try:
+                conn = self.get_connection(self.conn_id)
+            except AirflowNotFoundException:
+                if needed:
+                    raise
+        if conn is not None:
             extra = conn.extra_dejson
             if conn.host:
                 fields["jobservice_url"] = f"{conn.host}:{conn.port or DEFAULT_PORT}"
-            fields["armada_url"] = extra.get("armada_url")
+            fields["armada_url"] = extra.get("armada_url") or ""
             fields["tls"] = bool(extra.get("tls", False))
             fields["token"] = conn.password or None
         for name in ("armada_url", "jobservice_url", "tls"):
             if getattr(self, name) is not None:
                 fields[name] = getattr(self, name)
-        missing = [n for n in ("armada_url", "jobservice_url") if not fields.get(n)]
+        missing = [n for n in required if not fields.get(n)]
         if missing:
             raise AirflowException(
                 f"no {' or '.join(missing)}: set it on the operator or in connection "

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from armada_jobservice._async_client import AsyncJobServiceClient
-from armada_jobservice._exceptions import JobServiceError, WaitTimeout
+from armada_jobservice._exceptions import JobNotFoundTimeout, JobServiceError, WaitTimeout
 from armada_jobservice._wait import (
     DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
     DEFAULT_NOT_FOUND_TIMEOUT_S,
     DEFAULT_POLL_INTERVAL_S,
 )
 from armada_jobservice.airflow._compat import BaseTrigger, TriggerEvent
+from armada_jobservice.airflow._shared import shared_client
 
 TIMED_OUT = "TIMED_OUT"
 """Event state when the wait gave up (a ``WaitTimeout``)."""
 ERROR = "ERROR"
 """Event state when the job service could not be asked."""
+UNACKNOWLEDGED = "UNACKNOWLEDGED"
+"""Event state when the job stayed unknown for the not-found (acknowledgement) timeout."""
 
 
 class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
-    """Poll the job service until one job ends, then fire one event with its final state."""
+    """Wait for one job through the job service, then fire one event with its final state.
+
+    It waits with ``AsyncJobServiceClient.wait_for_job``, so it gets whatever
+    that does: polling today, the job service's watch once the client watches.
+    The triggers of one triggerer share one client per job service.
+    """
 
     def __init__(
         self,
@@ -36,6 +44,7 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
         not_found_timeout_s: float = DEFAULT_NOT_FOUND_TIMEOUT_S,
         connection_error_timeout_s: float = DEFAULT_CONNECTION_ERROR_TIMEOUT_S,
         wait_timeout_s: float | None = None,
+        armada_url: str = "",
     ) -> None:
         super().__init__()
         self.queue = queue
@@ -50,6 +59,8 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
         self.not_found_timeout_s = not_found_timeout_s
         self.connection_error_timeout_s = connection_error_timeout_s
         self.wait_timeout_s = wait_timeout_s
+        # Only for cancelling the job when a user kills the deferred task.
+        self.armada_url = armada_url
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Name the class and the arguments that rebuild this trigger in the triggerer."""
@@ -66,6 +77,7 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
                 "not_found_timeout_s": self.not_found_timeout_s,
                 "connection_error_timeout_s": self.connection_error_timeout_s,
                 "wait_timeout_s": self.wait_timeout_s,
+                "armada_url": self.armada_url,
             },
         )
 
@@ -81,18 +93,13 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait for the job and yield one event: its terminal state, or why the wait ended."""
-        import grpc
-
         token = self._token()
-        creds = grpc.access_token_call_credentials(token) if token else None
         payload: dict[str, Any] = {
             "queue": self.queue,
             "job_set_id": self.job_set_id,
             "job_id": self.job_id,
         }
-        async with AsyncJobServiceClient(
-            self.jobservice_url, tls=self.tls, call_credentials=creds
-        ) as client:
+        async with shared_client(self.jobservice_url, tls=self.tls, token=token) as client:
             try:
                 status = await client.wait_for_job(
                     self.queue,
@@ -103,6 +110,8 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
                     connection_error_timeout_s=self.connection_error_timeout_s,
                     timeout_s=self.wait_timeout_s,
                 )
+            except JobNotFoundTimeout as exc:
+                payload.update(state=UNACKNOWLEDGED, error=str(exc))
             except WaitTimeout as exc:
                 payload.update(state=TIMED_OUT, error=str(exc))
             except JobServiceError as exc:
@@ -110,3 +119,30 @@ class ArmadaJobServiceTrigger(BaseTrigger):  # type: ignore[misc]
             else:
                 payload.update(state=status.state.value, error=status.error)
         yield TriggerEvent(payload)
+
+    async def on_kill(self) -> None:
+        """Cancel the Armada job when a user kills the deferred task (Airflow 3.3 calls this).
+
+        Not called when the triggerer restarts or hands the trigger to another
+        triggerer: the job then carries on and the trigger resumes its wait.
+        """
+        from armada_jobservice.airflow import _armada
+        from armada_jobservice.airflow.hook import Endpoints
+
+        if not self.armada_url:
+            self.log.warning("no Armada address to cancel job %s with", self.job_id)
+            return
+        endpoints = Endpoints(
+            self.armada_url, self.jobservice_url, tls=self.tls, token=self._token()
+        )
+
+        def cancel() -> None:
+            with endpoints.armada_channel() as channel:
+                client = _armada.armada_client(channel)
+                _armada.cancel(
+                    client, queue=self.queue, job_set_id=self.job_set_id, job_id=self.job_id
+                )
+
+        # armada-client is blocking; the triggerer's loop must not be.
+        await asyncio.to_thread(cancel)
+        self.log.info("cancelled Armada job %s", self.job_id)

@@ -198,8 +198,17 @@ class Engine:
             api_job.pod_specs.extend(item.pod_specs)
         else:
             api_job.namespace = events.NAMESPACE
-        self.emit(job, "submitted", job=api_job, created=created)
-        self._enter(job, "queued", {}, self._lease, plan.queue_s)
+
+        def acknowledge(j: Job) -> None:
+            self.emit(j, "submitted", job=api_job, created=created)
+            self._enter(j, "queued", {}, self._lease, plan.queue_s)
+
+        if plan.unacknowledged:
+            # Armada has taken the job but not ingested it: no event, and the
+            # query API answers UNKNOWN (state None) until ``release``.
+            job.held = (acknowledge, 0.0)
+            return job
+        acknowledge(job)
         return job
 
     def _schedule(self, job: Job, delay_s: float, step: Step) -> None:

@@ -21,6 +21,8 @@ Annotation keys (all optional, values are strings as Kubernetes requires):
 ``armada-sim/cancel-reason``       reason of a cancellation by outcome
 ``armada-sim/hold-at``             stop in this state (queued, leased,
                                    pending, running) until released
+``armada-sim/unacknowledged``      ``true``: accepted, but no event and an
+                                   UNKNOWN query state until released
 =================================  ==========================================
 """
 
@@ -45,6 +47,7 @@ FAILURE_CAUSE = "armada-sim/failure-cause"
 PREEMPTION_REASON = "armada-sim/preemption-reason"
 CANCEL_REASON = "armada-sim/cancel-reason"
 HOLD_AT = "armada-sim/hold-at"
+UNACKNOWLEDGED = "armada-sim/unacknowledged"
 
 KNOWN_ANNOTATIONS = frozenset(
     {
@@ -59,6 +62,7 @@ KNOWN_ANNOTATIONS = frozenset(
         PREEMPTION_REASON,
         CANCEL_REASON,
         HOLD_AT,
+        UNACKNOWLEDGED,
     }
 )
 
@@ -209,6 +213,8 @@ class JobPlan:
     preemption_reason: str = "preempted by a job of a higher priority class"
     cancel_reason: str = "cancelled by the simulator's mix"
     hold_at: JobPhase | None = field(default=None)
+    unacknowledged: bool = False
+    """Accepted by SubmitJobs but not yet seen by Armada's event and query APIs."""
 
 
 def _seconds(
@@ -299,6 +305,10 @@ def plan_job(annotations: Mapping[str, str], mix: Mix, rng: random.Random) -> Jo
             choices = ", ".join(s.value for s in HOLDABLE)
             raise PlanError(f"annotation {HOLD_AT}={raw_hold!r} is not one of {choices}")
 
+    raw_unacknowledged = annotations.get(UNACKNOWLEDGED, "false").strip().lower()
+    if raw_unacknowledged not in ("true", "false"):
+        raise PlanError(f"annotation {UNACKNOWLEDGED}={raw_unacknowledged!r} is not true or false")
+
     defaults = JobPlan()
     return JobPlan(
         outcome=outcome,
@@ -312,6 +322,7 @@ def plan_job(annotations: Mapping[str, str], mix: Mix, rng: random.Random) -> Jo
         preemption_reason=annotations.get(PREEMPTION_REASON, defaults.preemption_reason),
         cancel_reason=annotations.get(CANCEL_REASON, defaults.cancel_reason),
         hold_at=hold_at,
+        unacknowledged=raw_unacknowledged == "true",
     )
 
 
