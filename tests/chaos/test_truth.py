@@ -1,0 +1,153 @@
+"""The checker's rules, judged on scripted truths and answers without any I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from armada_jobservice._types import JobState
+from armada_jobservice.chaos.truth import Checker, Rule, Snapshot, Truth
+from armada_jobservice.sim import build_event
+from armada_jobservice.sim.eventlog import JobSetLog
+
+Q, JS, JOB = "q", "set", "job-1"
+KEY = (Q, JS, JOB)
+S = JobState
+
+
+def _checker(*kinds: str) -> tuple[Checker, JobSetLog]:
+    log = JobSetLog(Q, JS)
+    for kind in kinds:
+        log.append(build_event(kind, Q, JS, JOB))
+    truth = Truth()
+    truth.catch_up(log)
+    return Checker(truth), log
+
+
+def _rules(checker: Checker) -> list[Rule]:
+    return [v.rule for v in checker.violations]
+
+
+@pytest.mark.parametrize(
+    ("events", "answer", "broken"),
+    [
+        (("submitted",), S.SUBMITTED, []),
+        (("submitted",), S.RUNNING, [Rule.UNREACHED]),
+        (("submitted", "queued", "leased", "pending"), S.SUBMITTED, []),
+        (("submitted", "queued", "leased", "running"), S.SUBMITTED, []),
+        (("submitted", "running"), S.SUCCEEDED, [Rule.UNREACHED]),
+        (("submitted", "running", "succeeded"), S.SUCCEEDED, []),
+        (("submitted", "running", "preempted"), S.FAILED, []),
+        (("submitted", "running", "cancelled"), S.FAILED, [Rule.UNREACHED]),
+        ((), S.JOB_ID_NOT_FOUND, []),
+        (("submitted",), S.CONNECTION_ERR, []),
+        (("submitted",), S.DUPLICATE_FOUND, [Rule.UNREACHED]),
+        ((), S.SUBMITTED, [Rule.UNREACHED]),
+    ],
+)
+def test_an_answer_names_only_a_state_the_job_has_reached(
+    events: tuple[str, ...], answer: JobState, broken: list[Rule]
+) -> None:
+    """Older states are fine, states ahead of the truth are not."""
+    checker, _ = _checker(*events)
+    checker.answer(KEY, answer, 0, 1, 1.0)
+    assert _rules(checker) == broken
+
+
+@pytest.mark.parametrize(
+    ("later", "broken"),
+    [
+        (S.SUCCEEDED, []),
+        (S.RUNNING, [Rule.TERMINAL_CHANGED]),
+        (S.JOB_ID_NOT_FOUND, [Rule.TERMINAL_CHANGED]),
+        (S.CONNECTION_ERR, [Rule.TERMINAL_CHANGED]),
+    ],
+)
+def test_a_terminal_answer_never_changes(later: JobState, broken: list[Rule]) -> None:
+    """After SUCCEEDED, nothing but SUCCEEDED, from any replica."""
+    checker, _ = _checker("submitted", "running", "succeeded")
+    checker.answer(KEY, S.SUCCEEDED, 0, 1, 1.0)
+    checker.answer(KEY, later, 1, 1, 2.0)
+    assert _rules(checker) == broken
+
+
+def test_a_terminal_answer_only_in_memory_may_be_lost_to_a_kill_9_and_is_counted() -> None:
+    """The database held RUNNING when the process died: RUNNING again is not judged a change."""
+    checker, _ = _checker("submitted", "running", "succeeded")
+    checker.answer(KEY, S.SUCCEEDED, 0, 1, 1.0)
+    checker.crashed(0, 2, Snapshot({KEY: S.RUNNING}, {}), lost=True)
+    checker.answer(KEY, S.RUNNING, 0, 2, 2.0)
+    assert _rules(checker) == []
+    assert checker.terminal_answers_lost == 1
+
+
+def test_after_a_graceful_stop_a_terminal_answer_stays() -> None:
+    """SIGTERM flushes: the flushed terminal state is the floor."""
+    checker, _ = _checker("submitted", "running", "succeeded")
+    checker.answer(KEY, S.SUCCEEDED, 0, 1, 1.0)
+    checker.crashed(0, 2, Snapshot({KEY: S.SUCCEEDED}, {}), lost=False)
+    checker.answer(KEY, S.RUNNING, 0, 2, 2.0)
+    assert _rules(checker) == [Rule.OLDER_THAN_FLUSHED, Rule.TERMINAL_CHANGED]
+
+
+@pytest.mark.parametrize(
+    ("incarnation", "answer", "broken"),
+    [
+        (2, S.RUNNING, []),
+        (2, S.SUCCEEDED, []),
+        (2, S.SUBMITTED, [Rule.OLDER_THAN_FLUSHED]),
+        (2, S.JOB_ID_NOT_FOUND, [Rule.OLDER_THAN_FLUSHED]),
+        # Asked of the incarnation that died, before it died: not judged by the floor.
+        (1, S.SUBMITTED, []),
+    ],
+)
+def test_no_answer_after_a_restart_is_older_than_what_was_flushed(
+    incarnation: int, answer: JobState, broken: list[Rule]
+) -> None:
+    """RUNNING was flushed before the crash, so the next incarnation answers at least that."""
+    checker, _ = _checker("submitted", "running", "succeeded")
+    checker.crashed(0, 2, Snapshot({KEY: S.RUNNING}, {}), lost=True)
+    checker.answer(KEY, answer, 0, incarnation, 1.0)
+    assert _rules(checker) == broken
+
+
+def test_the_floor_is_per_replica() -> None:
+    """A replica that did not restart is not judged by another's snapshot."""
+    checker, _ = _checker("submitted", "running")
+    checker.crashed(0, 2, Snapshot({KEY: S.RUNNING}, {}), lost=True)
+    checker.answer(KEY, S.SUBMITTED, 1, 5, 1.0)
+    assert _rules(checker) == []
+
+
+def test_a_stream_from_the_start_after_a_flushed_position_is_a_violation() -> None:
+    """Once the database holds a position, streams resume from it."""
+    checker, _ = _checker()
+    checker.stream_opened((Q, JS), "", 1.0)
+    checker.stream_closed((Q, JS))
+    checker.positions(Snapshot({}, {(Q, JS): "000003"}))
+    checker.stream_opened((Q, JS), "000003", 2.0)
+    checker.stream_closed((Q, JS))
+    assert _rules(checker) == []
+    checker.stream_opened((Q, JS), "", 3.0)
+    assert _rules(checker) == [Rule.REOPENED_FROM_START]
+
+
+def test_two_streams_of_one_job_set_at_once_are_a_violation() -> None:
+    """One after the other is fine; overlapping is not."""
+    checker, _ = _checker()
+    checker.stream_opened((Q, JS), "", 1.0)
+    checker.stream_opened((Q, "other"), "", 1.0)
+    checker.stream_closed((Q, JS))
+    checker.stream_opened((Q, JS), "1", 2.0)
+    assert _rules(checker) == []
+    checker.stream_opened((Q, JS), "1", 3.0)
+    assert _rules(checker) == [Rule.TWO_STREAMS]
+
+
+def test_final_answers_must_equal_the_truth() -> None:
+    """After the settle period every job answers its real final state."""
+    checker, log = _checker("submitted", "running")
+    log.append(build_event("failed", Q, JS, JOB))
+    checker.truth.catch_up(log)
+    assert checker.final({KEY: S.FAILED}, 9.0) == 0
+    assert checker.final({KEY: S.RUNNING, (Q, JS, "unknown"): S.SUBMITTED}, 9.0) == 2
+    assert _rules(checker) == [Rule.FINAL_WRONG, Rule.FINAL_WRONG]
