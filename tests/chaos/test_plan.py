@@ -68,5 +68,5 @@ def test_durations(text: str, seconds: float) -> None:
 @pytest.mark.parametrize("text", ["", "0", "-1m", "ten"])
 def test_bad_durations(text: str) -> None:
     """Anything else is refused."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a duration"):
         parse_duration(text)

@@ -134,7 +134,10 @@ def parse_duration(text: str) -> float:
         if text.endswith(suffix):
             text, factor = text[: -len(suffix)], scale
             break
-    value = float(text) * factor
+    try:
+        value = float(text) * factor
+    except ValueError:
+        raise ValueError("a duration is a number with s, m or h") from None
     if not value > 0:
         raise ValueError("a duration must be positive")
     return value
