@@ -54,20 +54,27 @@ def test_an_answer_names_only_a_state_the_job_has_reached(
 
 
 @pytest.mark.parametrize(
-    ("later", "broken"),
+    ("replica", "later", "broken", "lag"),
     [
-        (S.SUCCEEDED, []),
-        (S.RUNNING, [Rule.TERMINAL_CHANGED]),
-        (S.JOB_ID_NOT_FOUND, [Rule.TERMINAL_CHANGED]),
-        (S.CONNECTION_ERR, [Rule.TERMINAL_CHANGED]),
+        (0, S.SUCCEEDED, [], 0),
+        (0, S.RUNNING, [Rule.TERMINAL_CHANGED], 0),
+        (0, S.JOB_ID_NOT_FOUND, [Rule.TERMINAL_CHANGED], 0),
+        (0, S.CONNECTION_ERR, [Rule.TERMINAL_CHANGED], 0),
+        (1, S.SUCCEEDED, [], 0),
+        (1, S.FAILED, [Rule.TERMINAL_CHANGED, Rule.UNREACHED][::-1], 0),
+        # Another replica that follows the owner's flushes may still be behind.
+        (1, S.RUNNING, [], 1),
     ],
 )
-def test_a_terminal_answer_never_changes(later: JobState, broken: list[Rule]) -> None:
-    """After SUCCEEDED, nothing but SUCCEEDED, from any replica."""
+def test_a_terminal_answer_never_changes(
+    replica: int, later: JobState, broken: list[Rule], lag: int
+) -> None:
+    """After SUCCEEDED a replica answers nothing else; another answers no other end."""
     checker, _ = _checker("submitted", "running", "succeeded")
     checker.answer(KEY, S.SUCCEEDED, 0, 1, 1.0)
-    checker.answer(KEY, later, 1, 1, 2.0)
+    checker.answer(KEY, later, replica, 1, 2.0)
     assert _rules(checker) == broken
+    assert checker.follower_lag_answers == lag
 
 
 def test_a_terminal_answer_only_in_memory_may_be_lost_to_a_kill_9_and_is_counted() -> None:

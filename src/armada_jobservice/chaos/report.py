@@ -61,6 +61,7 @@ class Report:
     events_lost: int = 0
     final_answers_checked: int = 0
     terminal_answers_lost_to_kill_9: int = 0
+    follower_lag_answers: int = 0
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
     wall_s: float = 0.0
     settle_s: float = 0.0
@@ -127,9 +128,28 @@ def _figure(value: Any) -> str:
     return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+#: The issue's bar for a recorded run, per database.
+LONG_RUN_S = 30 * 60
+
+
 def markdown(reports: Sequence[dict[str, Any]]) -> str:
-    """The recorded runs as Markdown tables, one section per JSON report."""
-    out = []
+    """``RELIABILITY.md``: the recorded runs as Markdown tables, one section per JSON report."""
+    out = [
+        "# Reliability figures",
+        "",
+        "Written by `armada-jobservice chaos --markdown REPORT.json...` from the JSON reports",
+        "of chaos runs; do not edit by hand. What the runs do and what the checker's rules",
+        "are: [docs/reliability.md](docs/reliability.md).",
+        "",
+    ]
+    for database in ("sqlite", "postgresql"):
+        longest = max((r["duration_s"] for r in reports if r["database"] == database), default=0.0)
+        if longest < LONG_RUN_S:
+            out.append(
+                f"- Still to be done: a run of at least 30 minutes on {database} "
+                f"(longest recorded: {longest / 60:g} min)."
+            )
+    out.append("")
     for data in reports:
         minutes = data["duration_s"] / 60
         out.append(
@@ -151,6 +171,7 @@ def markdown(reports: Sequence[dict[str, Any]]) -> str:
             ("event streams opened", data["streams_opened"]),
             ("polls unanswered (during faults)", data["unanswered"]),
             ("terminal answers lost to kill -9", data["terminal_answers_lost_to_kill_9"]),
+            ("older answers of a follower after an owner's end", data["follower_lag_answers"]),
             ("settled", data["settled"]),
         ]
         out += [f"| {name} | {value} |" for name, value in rows]

@@ -64,6 +64,8 @@ class ChaosConfig:
     settle_limit_s: float = 300.0
     """Longest the settle period may take before the final answers are judged as they are."""
     skip: tuple[FaultKind, ...] = ()
+    fault_count: int | None = None
+    """Inject exactly this many faults, however long they take (``duration_s`` is ignored)."""
     workdir: Path | None = None
     command: str = ""
     line: Callable[[str], None] = field(default=print)
@@ -164,7 +166,7 @@ class ChaosRun:
         workload = Workload(sim, random.Random(self.rng.getrandbits(64)))
         pollers = Pollers(asker, workload, random.Random(self.rng.getrandbits(64)), config.pollers)
         kinds = kinds_for(config.postgres, skip)
-        plan = make_plan(config.seed, 100_000, kinds, config.replicas)
+        plan = make_plan(config.seed, config.fault_count or 100_000, kinds, config.replicas)
         background = [
             asyncio.get_running_loop().create_task(self._watch(sim, asker, workload, direct))
         ]
@@ -173,7 +175,8 @@ class ChaosRun:
         try:
             self.phase = "faults"
             for fault in plan:
-                if self.now_s() + fault.gap_s + fault.hold_s > config.duration_s:
+                late = self.now_s() + fault.gap_s + fault.hold_s > config.duration_s
+                if late and config.fault_count is None:
                     break
                 await asyncio.sleep(fault.gap_s)
                 entry = await injector.inject(fault, self.now_s())
@@ -285,5 +288,6 @@ class ChaosRun:
         report.cancelled_by_run = workload.cancelled
         report.preempted_by_run = workload.preempted
         report.terminal_answers_lost_to_kill_9 = self.checker.terminal_answers_lost
+        report.follower_lag_answers = self.checker.follower_lag_answers
         report.wall_s = round(self.now_s(), 2)
         report.finished_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

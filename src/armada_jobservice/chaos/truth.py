@@ -135,7 +135,9 @@ class Checker:
         self.polls_checked = 0
         self.answers: dict[str, int] = {}
         self.terminal_answers_lost = 0
-        self._terminal: dict[JobKey, _Terminal] = {}
+        self.follower_lag_answers = 0
+        self._terminal: dict[tuple[int, JobKey], _Terminal] = {}
+        self._terminal_anywhere: dict[JobKey, _Terminal] = {}
         # Per replica: the least answer each job may get from its next incarnation.
         self._floor: dict[int, dict[JobKey, tuple[int, JobState]]] = {}
         self._positioned: set[SetKey] = set()
@@ -165,16 +167,32 @@ class Checker:
                     f"{name} answered {state} by replica {replica} after a restart; "
                     f"{least} was flushed before it",
                 )
-        first = self._terminal.get(key)
-        if first is not None and state != first.state:
+        self._judge_terminal(key, state, replica, at_s)
+
+    def _judge_terminal(self, key: JobKey, state: JobState, replica: int, at_s: float) -> None:
+        name = "/".join(key)
+        here = self._terminal.get((replica, key))
+        anywhere = self._terminal_anywhere.get(key)
+        if here is not None and state != here.state:
             self._add(
                 Rule.TERMINAL_CHANGED,
                 at_s,
-                f"{name} answered {state} by replica {replica} after {first.state} "
-                f"(by replica {first.replica})",
+                f"{name} answered {state} by replica {replica} after {here.state} by the same",
             )
-        elif first is None and state.is_terminal:
-            self._terminal[key] = _Terminal(state, replica)
+        elif anywhere is not None and state != anywhere.state:
+            if state.is_terminal:
+                self._add(
+                    Rule.TERMINAL_CHANGED,
+                    at_s,
+                    f"{name} answered {state} by replica {replica} after {anywhere.state} "
+                    f"by replica {anywhere.replica}",
+                )
+            else:
+                # A follower reads what the owner flushed (docs/fleet.md, Limits).
+                self.follower_lag_answers += 1
+        if state.is_terminal:
+            self._terminal.setdefault((replica, key), _Terminal(state, replica))
+            self._terminal_anywhere.setdefault(key, _Terminal(state, replica))
 
     def crashed(self, replica: int, next_incarnation: int, snapshot: Snapshot, lost: bool) -> None:
         """Take in the database as a replica left it; *lost*: it was killed without a flush.
@@ -191,10 +209,15 @@ class Checker:
             if known is None or rank(state) >= rank(known[1]):
                 floors[key] = (next_incarnation, state)
         if lost:
-            for key, first in list(self._terminal.items()):
-                if snapshot.states.get(key) != first.state:
-                    del self._terminal[key]
-                    self.terminal_answers_lost += 1
+            gone = {
+                key
+                for key, first in self._terminal_anywhere.items()
+                if snapshot.states.get(key) != first.state
+            }
+            self.terminal_answers_lost += len(gone)
+            self._terminal = {k: v for k, v in self._terminal.items() if k[1] not in gone}
+            for key in gone:
+                del self._terminal_anywhere[key]
         self.positions(snapshot)
 
     def positions(self, snapshot: Snapshot) -> None:

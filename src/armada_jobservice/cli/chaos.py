@@ -46,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--duration", default="10m", help="how long to inject faults: 90s, 10m, 1h (default: 10m)"
     )
+    parser.add_argument(
+        "--faults",
+        type=int,
+        default=None,
+        metavar="N",
+        help="inject exactly N faults however long they take, instead of for --duration",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of everything drawn")
     parser.add_argument(
         "--database",
@@ -73,6 +80,8 @@ def _command(args: argparse.Namespace, seed: int) -> str:
     parts = ["armada-jobservice", "chaos", "--duration", args.duration, "--seed", str(seed)]
     if args.database != "sqlite":
         parts += ["--database", args.database]
+    if args.faults is not None:
+        parts += ["--faults", str(args.faults)]
     if args.replicas != 1:
         parts += ["--replicas", str(args.replicas)]
     for kind in args.skip:
@@ -121,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         replicas=args.replicas,
         pollers=args.pollers,
         skip=tuple(FaultKind(k) for k in args.skip),
+        fault_count=args.faults,
         workdir=args.workdir,
         command=_command(args, seed),
         line=line,
