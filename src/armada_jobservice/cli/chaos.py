@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import random
 
+    from armada_jobservice.bench.procs import BenchError
     from armada_jobservice.chaos.plan import FaultKind, parse_duration
     from armada_jobservice.chaos.report import markdown
     from armada_jobservice.chaos.runner import ChaosConfig, ChaosRun
@@ -137,7 +138,12 @@ def run(args: argparse.Namespace) -> int:
         status=status,
     )
     line(f"chaos run, seed {seed}: {config.command}")
-    report = asyncio.run(ChaosRun(config).run())
+    try:
+        report = asyncio.run(ChaosRun(config).run())
+    except BenchError as exc:
+        # A replica that does not start again is the run's end, and a finding of its own.
+        print(f"armada-jobservice chaos: {exc} (replay: {config.command})", file=sys.stderr)
+        return ExitCode.FAILED
     data = report.to_json()
     if args.json is not None:
         args.json.write_text(json.dumps(data, indent=2) + "\n")
