@@ -180,7 +180,7 @@ class ChaosRun:
                     break
                 await asyncio.sleep(fault.gap_s)
                 entry = await injector.inject(fault, self.now_s())
-                recovered_s = await self._recovery(workload, asker, self.now_s())
+                recovered_s = await self._recovery(workload, pollers, asker, self.now_s())
                 self.report.fault_done(entry, recovered_s)
                 config.line(fault_line(entry, recovered_s))
             self.phase = "settle"
@@ -198,17 +198,29 @@ class ChaosRun:
             await clients.close()
         self._fill_report(sim, workload, pollers, asker)
 
-    async def _recovery(self, workload: Workload, asker: Asker, since_s: float) -> float | None:
-        """Seconds from *since_s* until a new job set's quick job is answered SUCCEEDED."""
+    async def _recovery(
+        self, workload: Workload, pollers: Pollers, asker: Asker, since_s: float
+    ) -> float | None:
+        """Seconds from *since_s* until two canaries are answered SUCCEEDED.
+
+        One quick job goes into a new job set (a first poll, a new stream),
+        one into the newest job set already asked about (its stream, perhaps
+        reconnecting after the fault, must bring it).
+        """
         self._canaries += 1
         queue = QUEUES[self._canaries % len(QUEUES)]
-        (key,) = workload.sim.submit(queue, f"canary-{self._canaries:04d}", CANARY)
-        job: JobKey = (queue, f"canary-{self._canaries:04d}", key)
-        workload.sets.append(job[:2])
-        workload.jobs.append(job)
+        job_set_id = f"canary-{self._canaries:04d}"
+        canaries = [workload.submit_set(queue, job_set_id, 1, CANARY)[0]]
+        followed = [s for s in workload.sets[-50:] if s in pollers.asked_sets]
+        followed = [s for s in followed if not s[1].startswith("canary-")]
+        if followed:
+            canaries += workload.submit_set(*followed[-1], 1, CANARY)
         while self.now_s() - since_s < RECOVERY_LIMIT_S:
-            replica = asker.pick_replica(self.rng)
-            if replica is not None and await asker.ask(job, replica) is JobState.SUCCEEDED:
+            for job in list(canaries):
+                replica = asker.pick_replica(self.rng)
+                if replica is not None and await asker.ask(job, replica) is JobState.SUCCEEDED:
+                    canaries.remove(job)
+            if not canaries:
                 return round(self.now_s() - since_s, 3)
             await asyncio.sleep(0.1)
         return None

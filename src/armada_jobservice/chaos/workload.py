@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 
 from armada_jobservice.chaos.truth import JobKey, SetKey
 from armada_jobservice.sim import ArmadaSimulator, JobPhase, Mix
@@ -46,11 +47,18 @@ class Workload:
             if queue not in sim.queues:
                 sim.create_queue(queue)
 
-    def submit_set(self, queue: str, job_set_id: str, count: int) -> list[JobKey]:
-        """Submit *count* jobs of the mix as one new job set."""
-        ids = self.sim.submit(queue, job_set_id, count=count)
+    def submit_set(
+        self,
+        queue: str,
+        job_set_id: str,
+        count: int,
+        annotations: Mapping[str, str] | None = None,
+    ) -> list[JobKey]:
+        """Submit *count* jobs of the mix (or as *annotations* script them) to a job set."""
+        ids = self.sim.submit(queue, job_set_id, annotations, count=count)
         keys = [(queue, job_set_id, job_id) for job_id in ids]
-        self.sets.append((queue, job_set_id))
+        if (queue, job_set_id) not in self.sets[-50:]:
+            self.sets.append((queue, job_set_id))
         self.jobs.extend(keys)
         return keys
 
