@@ -36,12 +36,14 @@ from armada_jobservice.chaos.processes import Replica, resource_findings, resour
 from armada_jobservice.chaos.processes import serve_args as make_serve_args
 from armada_jobservice.chaos.recording import RecordingSimulator
 from armada_jobservice.chaos.report import Report, fault_line, progress_line
-from armada_jobservice.chaos.truth import Checker, JobKey, Truth
+from armada_jobservice.chaos.truth import Checker, JobKey, Truth, Violation
 from armada_jobservice.chaos.workload import CHAOS_MIX, QUEUES, Workload
 
 #: A canary not answered right within this long counts as not recovered (not a violation:
 #: the final check after the settle period judges whether the service got there).
 RECOVERY_LIMIT_S = 120.0
+#: Violations printed as they are found (all are in the report).
+SHOWN_VIOLATIONS = 20
 CANARY = {
     "armada-sim/outcome": "succeeded",
     "armada-sim/queue-seconds": "0",
@@ -91,7 +93,7 @@ class ChaosRun:
         )
         self.rng = random.Random(config.seed)
         self.truth = Truth()
-        self.checker = Checker(self.truth)
+        self.checker = Checker(self.truth, self._violation)
         self.started = time.monotonic()
         self.phase = "setup"
         self.replicas: list[Replica] = []
@@ -100,6 +102,13 @@ class ChaosRun:
     def now_s(self) -> float:
         """Seconds since the run began."""
         return time.monotonic() - self.started
+
+    def _violation(self, violation: Violation) -> None:
+        # The first few as they happen, so a long run can be looked into while it goes.
+        if len(self.checker.violations) <= SHOWN_VIOLATIONS:
+            self.config.line(
+                f"  VIOLATION {violation.rule} at {violation.at_s:.1f} s: {violation.detail}"
+            )
 
     async def run(self) -> Report:
         """Run it all and return the report."""

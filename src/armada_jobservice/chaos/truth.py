@@ -11,7 +11,7 @@ a violation with the time it was seen.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from armada_jobservice._types import JobState
@@ -128,9 +128,12 @@ class _Terminal:
 class Checker:
     """Applies the rules; collects violations and the counts the report shows."""
 
-    def __init__(self, truth: Truth) -> None:
-        """Judge against *truth*."""
+    def __init__(
+        self, truth: Truth, on_violation: Callable[[Violation], None] | None = None
+    ) -> None:
+        """Judge against *truth*; *on_violation* hears of each violation as it is found."""
         self.truth = truth
+        self.on_violation = on_violation
         self.violations: list[Violation] = []
         self.polls_checked = 0
         self.answers: dict[str, int] = {}
@@ -144,7 +147,10 @@ class Checker:
         self._open: dict[SetKey, int] = {}
 
     def _add(self, rule: Rule, at_s: float, detail: str) -> None:
-        self.violations.append(Violation(rule, round(at_s, 3), detail))
+        violation = Violation(rule, round(at_s, 3), detail)
+        self.violations.append(violation)
+        if self.on_violation is not None:
+            self.on_violation(violation)
 
     def answer(
         self, key: JobKey, state: JobState, replica: int, incarnation: int, at_s: float
