@@ -80,6 +80,7 @@ def test_the_cli_renders_recorded_reports_as_markdown(
         "unanswered": 0,
         "terminal_answers_lost_to_kill_9": 0,
         "follower_lag_answers": 0,
+        "connection_err_after_restart": 0,
         "settled": True,
         "faults": {"kill_9": 2},
         "recovery": {"kill_9": {"count": 2, "median_s": 0.5, "worst_s": 0.75, "not_recovered": 0}},

@@ -103,6 +103,8 @@ def test_after_a_graceful_stop_a_terminal_answer_stays() -> None:
         (2, S.SUCCEEDED, []),
         (2, S.SUBMITTED, [Rule.OLDER_THAN_FLUSHED]),
         (2, S.JOB_ID_NOT_FOUND, [Rule.OLDER_THAN_FLUSHED]),
+        # Names no state: a new process that cannot read the database says so.
+        (2, S.CONNECTION_ERR, []),
         # Asked of the incarnation that died, before it died: not judged by the floor.
         (1, S.SUBMITTED, []),
     ],
@@ -115,6 +117,20 @@ def test_no_answer_after_a_restart_is_older_than_what_was_flushed(
     checker.crashed(0, 2, Snapshot({KEY: S.RUNNING}, {}), lost=True)
     checker.answer(KEY, answer, 0, incarnation, 1.0)
     assert _rules(checker) == broken
+
+
+def test_connection_err_of_a_later_incarnation_after_an_end_is_counted_not_judged() -> None:
+    """Found by the chaos run: a restarted replica, the database cut, a job it answered ended
+    in its previous life: it cannot know, and CONNECTION_ERR says so. The same process must
+    not (see the table above)."""
+    checker, _ = _checker("submitted", "running", "succeeded")
+    checker.answer(KEY, S.SUCCEEDED, 0, 1, 1.0)
+    checker.crashed(0, 2, Snapshot({KEY: S.SUCCEEDED}, {}), lost=False)
+    checker.answer(KEY, S.CONNECTION_ERR, 0, 2, 2.0)
+    assert _rules(checker) == []
+    assert checker.connection_err_after_restart == 1
+    checker.answer(KEY, S.JOB_ID_NOT_FOUND, 0, 2, 3.0)
+    assert _rules(checker) == [Rule.OLDER_THAN_FLUSHED, Rule.TERMINAL_CHANGED]
 
 
 def test_the_floor_is_per_replica() -> None:

@@ -62,6 +62,7 @@ class Report:
     final_answers_checked: int = 0
     terminal_answers_lost_to_kill_9: int = 0
     follower_lag_answers: int = 0
+    connection_err_after_restart: int = 0
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
     wall_s: float = 0.0
     settle_s: float = 0.0
@@ -172,6 +173,10 @@ def markdown(reports: Sequence[dict[str, Any]]) -> str:
             ("polls unanswered (during faults)", data["unanswered"]),
             ("terminal answers lost to kill -9", data["terminal_answers_lost_to_kill_9"]),
             ("older answers of a follower after an owner's end", data["follower_lag_answers"]),
+            (
+                "CONNECTION_ERR of a restarted replica for an ended job",
+                data.get("connection_err_after_restart", 0),
+            ),
             ("settled", data["settled"]),
         ]
         out += [f"| {name} | {value} |" for name, value in rows]

@@ -310,5 +310,6 @@ class ChaosRun:
         report.preempted_by_run = workload.preempted
         report.terminal_answers_lost_to_kill_9 = self.checker.terminal_answers_lost
         report.follower_lag_answers = self.checker.follower_lag_answers
+        report.connection_err_after_restart = self.checker.connection_err_after_restart
         report.wall_s = round(self.now_s(), 2)
         report.finished_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

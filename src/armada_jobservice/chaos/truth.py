@@ -123,6 +123,7 @@ class Snapshot:
 class _Terminal:
     state: JobState
     replica: int
+    incarnation: int
 
 
 class Checker:
@@ -139,6 +140,7 @@ class Checker:
         self.answers: dict[str, int] = {}
         self.terminal_answers_lost = 0
         self.follower_lag_answers = 0
+        self.connection_err_after_restart = 0
         self._terminal: dict[tuple[int, JobKey], _Terminal] = {}
         self._terminal_anywhere: dict[JobKey, _Terminal] = {}
         # Per replica: the least answer each job may get from its next incarnation.
@@ -164,7 +166,9 @@ class Checker:
             reached = ",".join(sorted(s.value for s in job.reached)) or "nothing"
             self._add(Rule.UNREACHED, at_s, f"{name} answered {state} having reached {reached}")
         floor = self._floor.get(replica, {}).get(key)
-        if floor is not None and incarnation >= floor[0]:
+        # CONNECTION_ERR claims no state: a new process that cannot read the
+        # database says so instead of guessing (counted below, not judged).
+        if floor is not None and incarnation >= floor[0] and state is not JobState.CONNECTION_ERR:
             least = floor[1]
             if rank(state) < rank(least) or (least.is_terminal and state != least):
                 self._add(
@@ -173,13 +177,19 @@ class Checker:
                     f"{name} answered {state} by replica {replica} after a restart; "
                     f"{least} was flushed before it",
                 )
-        self._judge_terminal(key, state, replica, at_s)
+        self._judge_terminal(key, state, replica, incarnation, at_s)
 
-    def _judge_terminal(self, key: JobKey, state: JobState, replica: int, at_s: float) -> None:
+    def _judge_terminal(
+        self, key: JobKey, state: JobState, replica: int, incarnation: int, at_s: float
+    ) -> None:
         name = "/".join(key)
         here = self._terminal.get((replica, key))
         anywhere = self._terminal_anywhere.get(key)
-        if here is not None and state != here.state:
+        if here is not None and state is JobState.CONNECTION_ERR and incarnation > here.incarnation:
+            # A later process of this replica, without the job in memory, could not
+            # read the database: it says so rather than answer from nothing.
+            self.connection_err_after_restart += 1
+        elif here is not None and state != here.state:
             self._add(
                 Rule.TERMINAL_CHANGED,
                 at_s,
@@ -197,8 +207,8 @@ class Checker:
                 # A follower reads what the owner flushed (docs/fleet.md, Limits).
                 self.follower_lag_answers += 1
         if state.is_terminal:
-            self._terminal.setdefault((replica, key), _Terminal(state, replica))
-            self._terminal_anywhere.setdefault(key, _Terminal(state, replica))
+            self._terminal.setdefault((replica, key), _Terminal(state, replica, incarnation))
+            self._terminal_anywhere.setdefault(key, _Terminal(state, replica, incarnation))
 
     def crashed(self, replica: int, next_incarnation: int, snapshot: Snapshot, lost: bool) -> None:
         """Take in the database as a replica left it; *lost*: it was killed without a flush.
