@@ -138,9 +138,9 @@ def markdown(reports: Sequence[dict[str, Any]]) -> str:
     out = [
         "# Reliability figures",
         "",
-        "Written by `armada-jobservice chaos --markdown REPORT.json...` from the JSON reports",
-        "of chaos runs; do not edit by hand. What the runs do and what the checker's rules",
-        "are: [docs/reliability.md](docs/reliability.md).",
+        "Written by `armada-jobservice chaos --markdown docs/reliability-runs/*.json`",
+        "from the JSON reports of chaos runs (`--json`); do not edit by hand. What the runs",
+        "do and what the checker's rules are: [docs/reliability.md](docs/reliability.md).",
         "",
     ]
     for database in ("sqlite", "postgresql"):
