@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from armada_jobservice.cli import bench, client, demo, serve, sim
+from armada_jobservice.cli import bench, chaos, client, demo, serve, sim
 from armada_jobservice.cli.exit_codes import ExitCode
 
 # The modules that contribute sub-commands, in the order `--help` lists them.
-COMMANDS = (serve, client, sim, demo, bench)
+COMMANDS = (serve, client, sim, demo, bench, chaos)
 
 
 def build_parser() -> argparse.ArgumentParser:
