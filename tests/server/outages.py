@@ -1,6 +1,6 @@
 """Real database failures under a test's control, for the service's outage tests.
 
-- ``PostgresProxy``: a TCP proxy between the service and PostgreSQL. ``cut()``
+- ``PostgresProxy``: the chaos run's TCP proxy between the service and PostgreSQL. ``cut()``
   drops every connection through it and turns new ones away until ``heal()``:
   to the service it looks like the database server went away.
 - ``TinyDisk``: a small tmpfs holding a SQLite file. ``fill()`` takes its last
@@ -20,7 +20,8 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+
+from armada_jobservice.chaos.databases import DbProxy as PostgresProxy
 
 
 class DatabaseOutage(Protocol):
@@ -38,83 +39,6 @@ class DatabaseOutage(Protocol):
         """Make the database work again."""
 
 
-class PostgresProxy:
-    """A TCP proxy on 127.0.0.1 in front of one PostgreSQL server, which can be cut and healed."""
-
-    def __init__(self, upstream_url: str) -> None:
-        self.upstream_url = upstream_url
-        parts = urlsplit(upstream_url)
-        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
-        self._down = False
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-        self._transports: set[asyncio.BaseTransport] = set()
-        self.port = 0
-
-    @property
-    def database_url(self) -> str:
-        """The upstream URL with the proxy's address in place of PostgreSQL's."""
-        parts = urlsplit(self.upstream_url)
-        user = parts.netloc.rpartition("@")[0]
-        netloc = (user + "@" if user else "") + f"127.0.0.1:{self.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
-
-    async def start(self) -> None:
-        """Listen on a free port."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def cut(self) -> None:
-        """Drop every open connection at once and turn new ones away until ``heal()``."""
-        self._down = True
-        for transport in list(self._transports):
-            # abort(): no orderly goodbye, as when the database host goes away.
-            transport.abort()
-        self._transports.clear()
-
-    def heal(self) -> None:
-        """Let new connections through again (the dropped ones stay dropped)."""
-        self._down = False
-
-    async def stop(self) -> None:
-        """Drop everything and stop listening; idempotent."""
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._down:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._transports.update((writer.transport, up_writer.transport))
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.get_running_loop().create_task(self._pipe(source, sink))
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            # One side gone: the connection as a whole is gone.
-            self._transports.discard(sink.transport)
-            sink.transport.abort()
-
-
 class PostgresDown:
     """``DatabaseOutage`` of PostgreSQL: the proxy between service and database is cut."""
 
@@ -122,7 +46,7 @@ class PostgresDown:
 
     def __init__(self, proxy: PostgresProxy) -> None:
         self.proxy = proxy
-        self.database_url = proxy.database_url
+        self.database_url = proxy.url
 
     async def begin(self) -> None:
         """Cut the proxy."""

@@ -198,7 +198,7 @@ async def test_a_replica_cut_off_from_the_database_stops_streaming_before_anothe
     proxy = PostgresProxy(pg_url)
     await proxy.start()
     try:
-        cut_off = await replicas("cut", proxy.database_url)
+        cut_off = await replicas("cut", proxy.url)
         armada.publish(Q, "set-1", "submitted", "job-1")
         client = connect(cut_off.port)
         await client.get_job_status(Q, "set-1", "job-1")
@@ -296,7 +296,7 @@ async def test_the_database_going_away_and_back_loses_nothing_and_never_doubles_
     proxy = PostgresProxy(pg_url)
     await proxy.start()
     try:
-        fleet = [await replicas(f"r{n}", proxy.database_url) for n in range(2)]
+        fleet = [await replicas(f"r{n}", proxy.url) for n in range(2)]
         clients = [connect(r.port) for r in fleet]
         armada.publish(Q, "set-1", "submitted", "job-1")
         for c in clients:
