@@ -12,6 +12,7 @@ import grpc.aio
 from armada_jobservice._exceptions import (
     CallTimeout,
     RPCError,
+    ServiceOverloaded,
     ServiceUnavailable,
     TransportError,
 )
@@ -110,4 +111,6 @@ def translate(exc: grpc.RpcError, what: str) -> TransportError:
         return ServiceUnavailable(message, code=code, details=details)
     if code_obj == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CallTimeout(message, code=code, details=details)
+    if code_obj == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ServiceOverloaded(message, code=code, details=details)
     return RPCError(message, code=code, details=details)

@@ -62,6 +62,19 @@ class RPCError(TransportError):
     """The service answered with a gRPC error status other than UNAVAILABLE or a deadline."""
 
 
+class ServiceOverloaded(RPCError):
+    """The service shed the call (RESOURCE_EXHAUSTED): too many calls at once, or a limit of yours.
+
+    Waits treat it as they treat UNAVAILABLE: they back off and try again
+    until ``connection_error_timeout_s`` runs out.
+    """
+
+
+#: The errors a wait retries after its poll interval (counted towards
+#: ``connection_error_timeout_s``); any other error ends the wait.
+TRANSIENT_ERRORS = (ServiceUnavailable, CallTimeout, ServiceOverloaded)
+
+
 class ProtocolError(JobServiceError):
     """The service answered with a value the wire contract does not define."""
 

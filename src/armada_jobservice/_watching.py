@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from armada_jobservice._exceptions import (
-    CallTimeout,
+    TRANSIENT_ERRORS,
     JobServiceError,
     RPCError,
     ServiceUnavailable,
@@ -66,7 +66,7 @@ def take(
         item = ServiceUnavailable("WatchJobs: the stream ended early", code="UNAVAILABLE")
     if is_unimplemented(item):
         raise WatchUnsupported(str(item)) from item
-    if isinstance(item, ServiceUnavailable | CallTimeout) or (
+    if isinstance(item, TRANSIENT_ERRORS) or (
         # What a client sees of a service shutting down with the stream open.
         isinstance(item, RPCError) and item.code == "CANCELLED"
     ):

@@ -90,9 +90,11 @@ def test_bench_smoke_reports_every_figure(tmp_path: Path) -> None:
         if f["baseline_name"]:
             # A figure derived by subtraction (CPU above idle) may be exactly 0 in
             # so short a run: 0 is a value, None or NaN is not.
-            assert f["baseline"] is not None and math.isfinite(f["baseline"]), f
+            assert f["baseline"] is not None, f
+            assert math.isfinite(f["baseline"]), f
             if f["baseline"] != 0:
-                assert f["ratio"] is not None and math.isfinite(f["ratio"]), f
+                assert f["ratio"] is not None, f
+                assert math.isfinite(f["ratio"]), f
         for span in (f["value_range"], f["baseline_range"]):
             assert span is None or all(math.isfinite(x) for x in span), f
         if f["target"]:

@@ -23,6 +23,7 @@ EXPORTED = {
     "JobUpdate",
     "ProtocolError",
     "RPCError",
+    "ServiceOverloaded",
     "ServiceUnavailable",
     "ServingStatus",
     "TransportError",

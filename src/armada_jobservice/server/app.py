@@ -217,7 +217,12 @@ class JobServiceApp:
             ("grpc.server.max_pending_requests", 100_000),
             ("grpc.server.max_pending_requests_hard_limit", 100_000),
         ]
-        server = grpc.aio.server(options=options)
+        # Beyond this many calls in progress, gRPC answers RESOURCE_EXHAUSTED
+        # before any handler runs: a flood is shed at once, not queued until
+        # every caller's deadline passes, and the memory it holds is bounded.
+        server = grpc.aio.server(
+            options=options, maximum_concurrent_rpcs=self.settings.max_concurrent_calls
+        )
         servicer = JobServiceServicer(
             self.subscriptions,
             self.loader,

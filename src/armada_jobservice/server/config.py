@@ -80,6 +80,14 @@ class Settings:
     max_subscriptions: int = field(
         default=10_000, metadata=_help("Most event streams open at once.")
     )
+    max_concurrent_calls: int = field(
+        default=4096,
+        metadata=_help(
+            "Most gRPC calls in progress at once, open WatchJobs streams included; "
+            "a call beyond it is answered RESOURCE_EXHAUSTED at once instead of "
+            "queueing (load shedding)."
+        ),
+    )
     connection_error_grace_s: float = field(
         default=30.0,
         metadata=_help(
@@ -305,8 +313,9 @@ def validate(settings: Settings) -> None:
     for name in ("backfill_batch_size", "backfill_max_pending"):
         if getattr(settings, name) < 1:
             raise ConfigError(name, "must be at least 1")
-    if settings.max_subscriptions < 1:
-        raise ConfigError("max_subscriptions", "must be at least 1")
+    for name in ("max_subscriptions", "max_concurrent_calls"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(name, "must be at least 1")
     if settings.job_set_retention_s <= settings.subscription_expiry_s:
         raise ConfigError(
             "job_set_retention_s",

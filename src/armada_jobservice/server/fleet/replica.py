@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Most job sets this replica remembers to record as wanted (polled here, no room).
+MAX_ASKS = 10_000
+
 
 def _pass_on(
     target: asyncio.Future[Claimed | None], source: asyncio.Future[Claimed | None]
@@ -241,7 +244,10 @@ class Fleet:
 
     def ask_soon(self, key: JobSetKey) -> None:
         """Record soon that *key* was polled here but this replica has no room for it."""
-        self._asks.add(key)
+        # Bounded: a flood of new job sets while the database is away must not
+        # grow this without end; a job set left out is asked for by its next poll.
+        if len(self._asks) < MAX_ASKS:
+            self._asks.add(key)
         self._claim_wake.set()
 
     async def _give_back(self, key: JobSetKey) -> None:
