@@ -29,7 +29,7 @@ from armada_jobservice._client import (
     update_from_wire,
     watch_request,
 )
-from armada_jobservice._exceptions import TRANSIENT_ERRORS, CallTimeout
+from armada_jobservice._exceptions import CallTimeout, TransportError, is_transient
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._types import JobRef, JobStatus, JobUpdate, ServingStatus
 from armada_jobservice._wait import (
@@ -268,7 +268,7 @@ class AsyncJobServiceClient:
             now = time.monotonic()
             delay = None
             for job_id, answer in zip(remaining, answers, strict=True):
-                if isinstance(answer, TRANSIENT_ERRORS):
+                if isinstance(answer, TransportError) and is_transient(answer):
                     delay = jobs.on_error(answer, now)
                 elif isinstance(answer, BaseException):
                     raise answer

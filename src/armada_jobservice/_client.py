@@ -13,7 +13,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from armada_jobservice._channel import DEFAULT_TARGET, ChannelOptions, sync_channel, translate
-from armada_jobservice._exceptions import TRANSIENT_ERRORS, ProtocolError
+from armada_jobservice._exceptions import ProtocolError, TransportError, is_transient
 from armada_jobservice._gen import jobservice_pb2, jobservice_pb2_grpc
 from armada_jobservice._types import JobRef, JobStatus, JobUpdate, ServingStatus
 from armada_jobservice._wait import (
@@ -289,7 +289,9 @@ class JobServiceClient:
             remaining = jobs.remaining
             try:
                 statuses = self.get_job_statuses([(queue, job_set_id, j) for j in remaining])
-            except TRANSIENT_ERRORS as exc:
+            except TransportError as exc:
+                if not is_transient(exc):
+                    raise
                 delay = jobs.on_error(exc, time.monotonic())
             else:
                 now = time.monotonic()

@@ -70,9 +70,16 @@ class ServiceOverloaded(RPCError):
     """
 
 
-#: The errors a wait retries after its poll interval (counted towards
-#: ``connection_error_timeout_s``); any other error ends the wait.
-TRANSIENT_ERRORS = (ServiceUnavailable, CallTimeout, ServiceOverloaded)
+def is_transient(exc: BaseException) -> bool:
+    """Whether a wait retries *exc* after its poll interval (until ``connection_error_timeout_s``).
+
+    UNAVAILABLE, a deadline, RESOURCE_EXHAUSTED (shed), and CANCELLED from
+    the service (a service refusing a call beyond its queue, or stopping
+    with the call open); any other error ends the wait.
+    """
+    if isinstance(exc, ServiceUnavailable | CallTimeout | ServiceOverloaded):
+        return True
+    return isinstance(exc, RPCError) and exc.code == "CANCELLED"
 
 
 class ProtocolError(JobServiceError):

@@ -19,10 +19,11 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from armada_jobservice._exceptions import (
-    TRANSIENT_ERRORS,
     JobServiceError,
     RPCError,
     ServiceUnavailable,
+    TransportError,
+    is_transient,
 )
 from armada_jobservice._types import JobUpdate
 from armada_jobservice._wait import JobsWaiter
@@ -66,10 +67,8 @@ def take(
         item = ServiceUnavailable("WatchJobs: the stream ended early", code="UNAVAILABLE")
     if is_unimplemented(item):
         raise WatchUnsupported(str(item)) from item
-    if isinstance(item, TRANSIENT_ERRORS) or (
-        # What a client sees of a service shutting down with the stream open.
-        isinstance(item, RPCError) and item.code == "CANCELLED"
-    ):
+    # CANCELLED included: what a client sees of a service shutting down with the stream open.
+    if isinstance(item, TransportError) and is_transient(item):
         return jobs.on_error(item, now)
     raise item
 

@@ -56,6 +56,13 @@ EXPECTED = [
     ("8 batch and watch", "server CPU per minute the waits add (above idle), watching"),
     ("8 batch and watch", "server CPU per minute the waits add (above idle and the events"),
     ("8 batch and watch", "event-to-client delay p99, watching"),
+    ("9 overload", "steady poller p99 during a first-poll flood"),
+    ("9 overload", "steady poller p99 during a poll flood"),
+    ("9 overload", "job sets subscribed after"),
+    ("9 overload", "poll flood: calls shed per second"),
+    ("9 overload", "calls that timed out, all phases"),
+    ("9 overload", "service RSS peak through the floods"),
+    ("9 overload", "steady poller p99 after the floods"),
     ("8 batch and watch", "triggerer: calls made"),
     ("8 batch and watch", "triggerer: its own CPU per minute"),
 ]

@@ -8,6 +8,7 @@ by itself once the flood stops, and waits ride it out.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import grpc
@@ -116,3 +117,48 @@ async def test_a_flood_of_first_polls_opens_no_more_than_the_limit(
     late = await client.get_job_status(Q, "after-the-flood", "j")
     assert late.state == JobState.JOB_ID_NOT_FOUND
     assert app.subscriptions.active == 1
+
+
+async def test_calls_queued_beyond_max_queued_calls_are_refused_at_once(
+    serve: Serve, connect: Connect
+) -> None:
+    """With the event loop busy, calls wait in gRPC; beyond max_queued_calls they are refused.
+
+    The service's own event loop is held (as a flood holds it) while a thread
+    sends 40 polls: gRPC holds 5 of them (and the one or two the server had
+    asked for in advance) and refuses the rest at once with CANCELLED,
+    without the loop; once the loop is free the held ones are answered.
+    """
+    app = await serve(max_queued_calls=5)
+    await connect(app).get_job_status(Q, "busy", "j")  # subscribed: later polls are cache hits
+    ended: list[tuple[str, float]] = []
+    all_sent = threading.Event()
+
+    def record(future: grpc.Future) -> None:
+        code = future.code()
+        ended.append((code.name if code is not None else "?", time.monotonic()))
+
+    with grpc.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = jobservice_pb2_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
+        request = jobservice_pb2.JobServiceRequest(queue=Q, job_set_id="busy", job_id="j")
+        # Connected before the loop is held (from a thread: the loop must answer).
+        await asyncio.to_thread(stub.GetJobStatus, request, timeout=5)
+
+        def flood() -> None:
+            for _ in range(40):
+                stub.GetJobStatus.future(request, timeout=10).add_done_callback(record)
+            all_sent.set()
+
+        threading.Thread(target=flood).start()
+        # Hold the service's event loop: nothing is taken from gRPC's queue.
+        all_sent.wait(5)
+        time.sleep(1.0)  # noqa: ASYNC251 - blocking the loop is the point
+        released = time.monotonic()
+        await eventually(lambda: len(ended) == 40, timeout=15)
+    codes = [code for code, _ in ended]
+    answered = codes.count("OK")
+    assert 5 <= answered <= 8, codes
+    assert codes.count("CANCELLED") == 40 - answered, codes
+    # Every refusal came while the loop was held: none waited for the service.
+    assert all(at < released for code, at in ended if code == "CANCELLED")
+    assert all(at >= released for code, at in ended if code == "OK")

@@ -60,30 +60,44 @@ async def _polls(load: PollLoad, start: float) -> PollCounts:
     ]
     out = PollCounts()
     lat = out.latencies_s
+    codes, states = out.error_codes, out.states
+    timeout = load.timeout_s
     async with grpc.aio.insecure_channel(load.address) as channel:
         stub = jobservice_pb2_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
         await channel.channel_ready()
         await _sleep_until(start)
         t0 = time.perf_counter()
-        end = t0 + load.duration_s
+        end = t0 + load.duration_s if load.mode != "once" else float("inf")
         n = len(requests)
 
         async def one(i: int, sent: float) -> None:
             request, want = requests[i % n]
             try:
-                answer = await stub.GetJobStatus(request)
-            except grpc.aio.AioRpcError:
+                answer = await stub.GetJobStatus(request, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
                 out.errors += 1
+                name = exc.code().name
+                codes[name] = codes.get(name, 0) + 1
                 return
             done = time.perf_counter()
             if done > end:
                 return
             out.calls += 1
             lat.append(done - sent)
+            states[answer.state] = states.get(answer.state, 0) + 1
             if want is not None and answer.state != want:
                 out.wrong += 1
 
-        if load.mode == "closed":
+        if load.mode == "once":
+            todo = list(range(n))
+            todo.reverse()
+
+            async def sender() -> None:
+                while todo:
+                    await one(todo.pop(), time.perf_counter())
+
+            await asyncio.gather(*(sender() for _ in range(int(load.param))))
+        elif load.mode == "closed":
             callers = int(load.param)
 
             async def caller(offset: int) -> None:

@@ -94,13 +94,18 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class PollLoad:
-    """Polls for *duration_s*: *param* callers in a closed loop, or *param* polls/s open."""
+    """Polls for *duration_s*: *param* callers in a closed loop, or *param* polls/s open.
+
+    Mode ``once``: each poll sent once by *param* callers (*duration_s* unused).
+    """
 
     address: str
     polls: Sequence[Poll]
-    mode: Literal["closed", "open"]
+    mode: Literal["closed", "open", "once"]
     param: float
     duration_s: float
+    #: Each call's deadline (None: none).
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +167,10 @@ class PollCounts:
     errors: int = 0
     wrong: int = 0
     latencies_s: list[float] = field(default_factory=list)
+    #: Errors by gRPC status code name (RESOURCE_EXHAUSTED: shed).
+    error_codes: dict[str, int] = field(default_factory=dict)
+    #: Answers by wire state.
+    states: dict[int, int] = field(default_factory=dict)
 
     def percentile_ms(self, p: float) -> float:
         """The *p*-th percentile latency in milliseconds (NaN without samples)."""
@@ -176,6 +185,10 @@ class PollCounts:
             out.errors += part.errors
             out.wrong += part.wrong
             out.latencies_s.extend(part.latencies_s)
+            for code, n in part.error_codes.items():
+                out.error_codes[code] = out.error_codes.get(code, 0) + n
+            for state, n in part.states.items():
+                out.states[state] = out.states.get(state, 0) + n
         return out
 
 

@@ -27,6 +27,13 @@ class Sizes:
     fleet_jobs_per_set: int
     fleet_samples: int
     fleet_trickle_per_s: float
+    #: Scenario 9: ``max_subscriptions`` (ten times as many new job sets flood
+    #: it), ``max_concurrent_calls``, ``max_queued_calls``, and the callers of
+    #: each flooding process.
+    overload_subscriptions: int
+    overload_max_calls: int
+    overload_max_queued: int
+    overload_callers: int
     #: Scenarios 1 and 3 alternate baseline and service this many times and
     #: report medians, so that a noisy moment on a shared machine hits both alike.
     rounds: int = 3
@@ -52,6 +59,10 @@ SIZES = {
         fleet_jobs_per_set=50,
         fleet_samples=200,
         fleet_trickle_per_s=1_000,
+        overload_subscriptions=1_000,
+        overload_max_calls=4096,
+        overload_max_queued=10_000,
+        overload_callers=8192,
     ),
     "quick": Sizes(
         load_processes=2,
@@ -71,6 +82,10 @@ SIZES = {
         fleet_jobs_per_set=20,
         fleet_samples=60,
         fleet_trickle_per_s=500,
+        overload_subscriptions=500,
+        overload_max_calls=4096,
+        overload_max_queued=10_000,
+        overload_callers=8192,
         rounds=2,
     ),
     # For the smoke test: every figure through the same code, in seconds.
@@ -92,6 +107,10 @@ SIZES = {
         fleet_jobs_per_set=5,
         fleet_samples=6,
         fleet_trickle_per_s=100,
+        overload_subscriptions=20,
+        overload_max_calls=32,
+        overload_max_queued=16,
+        overload_callers=64,
         rounds=1,
     ),
 }

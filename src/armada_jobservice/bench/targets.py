@@ -52,6 +52,10 @@ TARGETS: dict[str, Target] = {
     # Until an event published right after the signal is visible through the survivor (s).
     "fleet_takeover_sigkill": Target(max_value=15.0, set_by="issue 10, 2026-12-05"),
     "fleet_takeover_sigterm": Target(max_value=2.0, set_by="issue 10, 2026-12-05"),
+    # Scenario 9: overload. Polls answered through a flood stay within a fifth of
+    # the client's default 10 s deadline (ms), and no call of any caller times out.
+    "overload_steady_p99": Target(max_value=2000.0, set_by="issue 12, 2026-12-05"),
+    "overload_timeouts": Target(max_value=0.0, set_by="issue 12, 2026-12-05"),
 }
 
 

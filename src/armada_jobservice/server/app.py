@@ -212,10 +212,12 @@ class JobServiceApp:
         options = [
             # A second service on the same port must fail, not share it.
             ("grpc.so_reuseport", 0),
-            # gRPC core answers CANCELLED to calls beyond 1,000 waiting for a
-            # handler; a burst of Airflow polls should queue, not fail.
-            ("grpc.server.max_pending_requests", 100_000),
-            ("grpc.server.max_pending_requests_hard_limit", 100_000),
+            # Calls gRPC core holds until the event loop takes them: a burst of
+            # Airflow polls queues (gRPC's default of 1,000 would refuse it); a
+            # flood beyond the setting is refused at once (CANCELLED), before its
+            # wait grows past the callers' deadlines. Soft = hard: no random drops.
+            ("grpc.server.max_pending_requests", self.settings.max_queued_calls),
+            ("grpc.server.max_pending_requests_hard_limit", self.settings.max_queued_calls),
         ]
         # Beyond this many calls in progress, gRPC answers RESOURCE_EXHAUSTED
         # before any handler runs: a flood is shed at once, not queued until

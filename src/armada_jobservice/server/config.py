@@ -88,6 +88,14 @@ class Settings:
             "queueing (load shedding)."
         ),
     )
+    max_queued_calls: int = field(
+        default=10_000,
+        metadata=_help(
+            "Most calls waiting in gRPC for the service to take them (the event loop "
+            "is busy); beyond it gRPC refuses a call at once with CANCELLED. Bounds "
+            "the wait of a queued poll and the memory a flood of polls takes."
+        ),
+    )
     connection_error_grace_s: float = field(
         default=30.0,
         metadata=_help(
@@ -313,7 +321,7 @@ def validate(settings: Settings) -> None:
     for name in ("backfill_batch_size", "backfill_max_pending"):
         if getattr(settings, name) < 1:
             raise ConfigError(name, "must be at least 1")
-    for name in ("max_subscriptions", "max_concurrent_calls"):
+    for name in ("max_subscriptions", "max_concurrent_calls", "max_queued_calls"):
         if getattr(settings, name) < 1:
             raise ConfigError(name, "must be at least 1")
     if settings.job_set_retention_s <= settings.subscription_expiry_s:

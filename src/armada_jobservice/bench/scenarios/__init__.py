@@ -17,6 +17,7 @@ from armada_jobservice.bench.scenarios import (
     fleet,
     ingestion,
     old_way,
+    overload,
     restart,
     subscription_scale,
 )
@@ -30,4 +31,5 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "6": old_way.run,
     "7": fleet.run,  # needs PostgreSQL (bench --postgres)
     "8": batch_watch.run,
+    "9": overload.run,
 }
