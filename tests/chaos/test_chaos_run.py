@@ -29,6 +29,8 @@ async def test_a_fixed_seed_sqlite_run_finds_no_violation(tmp_path: Path) -> Non
         duration_s=1.0,
         seed=SEED,
         fault_count=len(kinds),
+        # Short, so that dark job sets expire within this short run.
+        event_retention_s=10.0,
         workdir=tmp_path,
         command="test",
         line=lines.append,
@@ -44,6 +46,11 @@ async def test_a_fixed_seed_sqlite_run_finds_no_violation(tmp_path: Path) -> Non
     assert expected <= set(report.faults)
     assert report.polls_checked > 0
     assert report.first_polls > 0
+    # Dark job sets: their events expired before anyone asked, and every
+    # final answer above was still right (from Armada's query API).
+    assert report.events_expired > 0
+    assert report.expired_first_polls > 0
+    assert report.events_unread_by_truth == 0
 
 
 async def test_a_fixed_seed_fleet_run_finds_no_violation(tmp_path: Path) -> None:

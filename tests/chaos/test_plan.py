@@ -11,7 +11,9 @@ from armada_jobservice.chaos.plan import (
     make_plan,
     parse_duration,
 )
-from armada_jobservice.cli.chaos import FAULT_KINDS
+from armada_jobservice.chaos.runner import ChaosConfig
+from armada_jobservice.chaos.workload import EVENT_RETENTION_S
+from armada_jobservice.cli.chaos import EVENT_RETENTION_DEFAULT, FAULT_KINDS
 
 
 def test_the_same_seed_gives_the_same_schedule() -> None:
@@ -55,6 +57,12 @@ def test_replicas_drawn_lie_in_range() -> None:
 def test_the_cli_names_every_kind() -> None:
     """``--skip`` offers exactly the kinds the plan knows."""
     assert set(FAULT_KINDS) == {k.value for k in FaultKind}
+
+
+def test_the_cli_default_event_retention_is_the_runs() -> None:
+    """``--event-retention``'s default, written in the CLI, is the run's own default."""
+    assert parse_duration(EVENT_RETENTION_DEFAULT) == EVENT_RETENTION_S
+    assert ChaosConfig(duration_s=1.0, seed=1).event_retention_s == EVENT_RETENTION_S
 
 
 @pytest.mark.parametrize(

@@ -174,3 +174,19 @@ def test_final_answers_must_equal_the_truth() -> None:
     assert checker.final({KEY: S.FAILED}, 9.0) == 0
     assert checker.final({KEY: S.RUNNING, (Q, JS, "unknown"): S.SUBMITTED}, 9.0) == 2
     assert _rules(checker) == [Rule.FINAL_WRONG, Rule.FINAL_WRONG]
+
+
+def test_truth_follows_a_log_through_expiry() -> None:
+    """Events read before expiry stay known; events dropped unread are counted, not invented."""
+    checker, log = _checker("submitted", "running")
+    log.expire()
+    log.append(build_event("succeeded", Q, JS, JOB))
+    checker.truth.catch_up(log)
+    assert checker.truth.of(KEY).answer == S.SUCCEEDED
+    assert checker.truth.expired_unread == 0
+    other = (Q, JS, "job-2")
+    log.append(build_event("submitted", Q, JS, other[2]))
+    log.expire()
+    checker.truth.catch_up(log)
+    assert checker.truth.expired_unread == 1
+    assert checker.truth.of(other).answer is None

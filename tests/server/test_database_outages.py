@@ -7,6 +7,9 @@ and writes everything once the database is back.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import time
 
 import pytest
@@ -121,3 +124,40 @@ async def test_full_disk_still_loads_stored_job_sets(
     await database_outage.begin()
     reply = await connect(app).get_job_status(Q, "stored", "job-1")
     assert (reply.state, reply.error) == (JobState.FAILED, "boom")
+
+
+@sqlite_only
+async def test_refused_flushes_back_off_and_are_logged_once(
+    armada: FakeArmada,
+    database_outage: DatabaseOutage,
+    outage_service: JobServiceApp,
+    connect: Connect,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk is retried with a doubling delay, logged once, and its recovery logged."""
+    app = outage_service
+    client = connect(app)
+    await client.get_job_status(Q, JS, "job-1")
+    await eventually(lambda: app.subscriptions.job_sets[(Q, JS)].is_clean())
+    await database_outage.begin()
+    armada.publish(Q, JS, "running", "job-1")
+    caplog.set_level(logging.INFO, logger="armada_jobservice.server.writer")
+    await eventually(lambda: metric(app, "armada_jobservice_flush_failures_total") >= 1)
+    started = time.monotonic()
+    await asyncio.sleep(3.0)
+    refused = metric(app, "armada_jobservice_flush_failures_total")
+    elapsed = time.monotonic() - started
+    # Retried after 0.1, 0.2, 0.4, 0.8, 1.6 s: about six tries in three
+    # seconds (a retry every 0.1 s would make thirty).
+    assert 2 <= refused <= 2 + math.log2(elapsed / 0.1 + 1), refused
+    # One line for the whole outage so far, not one per try.
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("flush of 1 jobs failed, will retry:"), errors
+    await database_outage.end()
+    await eventually(lambda: app.subscriptions.job_sets[(Q, JS)].is_clean())
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("took a flush again after" in m for m in messages), messages
+    stored = await app.store.load_job_set((Q, JS))
+    assert stored is not None
+    assert [(r.job_id, r.state) for r in stored.rows] == [("job-1", WireState.RUNNING)]

@@ -10,6 +10,8 @@ from armada_jobservice.server.flush_schedule import (
     PING_S,
     QUIET_MIN_GAP_S,
     QUIET_S,
+    RETRY_MAX_S,
+    RETRY_MIN_S,
     Due,
     FlushSchedule,
 )
@@ -138,3 +140,25 @@ def test_a_flush_with_nothing_else_due_is_a_plain_flush() -> None:
     s = schedule(flush_interval_s=0.1)
     assert s.step(0.1, 0, False) == Due(full=True, ping=True, sweep=True)
     assert s.step(0.2, 0, False) == FLUSH
+
+
+def test_refused_flushes_back_off_and_a_taken_one_resets() -> None:
+    """After each refusal the next flush waits twice as long, up to the cap; success resets."""
+    s = schedule(flush_interval_s=0.1)
+    assert s.step(0.1, 0, True) is not None
+    now, delays = 0.1, []
+    for _ in range(9):
+        delay = s.flush_failed(now)
+        delays.append(delay)
+        # Nothing is due before the delay has passed, pending changes or not...
+        assert s.step(now + delay * 0.99, 0, True) is None
+        # ...and a flush is due once it has.
+        now += delay
+        assert s.step(now, 0, True) is not None
+    assert delays == pytest.approx(
+        [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, RETRY_MAX_S, RETRY_MAX_S, RETRY_MAX_S]
+    )
+    assert delays[0] == RETRY_MIN_S
+    s.flush_succeeded()
+    assert s.failures == 0
+    assert s.step(now + 0.1, 0, True) is not None

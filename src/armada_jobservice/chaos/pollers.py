@@ -105,6 +105,8 @@ class Pollers:
         self.count = count
         self.asked_sets: set[SetKey] = set()
         self.first_polls = 0
+        #: First polls of job sets whose events had expired before anyone asked.
+        self.expired_first_polls = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -120,11 +122,19 @@ class Pollers:
         self._tasks = []
 
     def pick_job(self) -> JobKey | None:
-        """A job of a job set never asked about, of the newest job sets, or any."""
+        """A job of a never asked job set (some with expired events), of the newest, or any."""
         jobs = self.workload.jobs
         if not jobs:
             return None
         draw = self.rng.random()
+        if draw < 0.05:
+            expired = [s for s in self.workload.expired if s not in self.asked_sets]
+            if expired:
+                queue, job_set_id = expired[0]
+                self.first_polls += 1
+                self.expired_first_polls += 1
+                job_ids = self.workload.sim.job_ids(queue, job_set_id)
+                return (queue, job_set_id, self.rng.choice(job_ids))
         if draw < 0.15:
             fresh = [s for s in self.workload.sets[-20:] if s not in self.asked_sets]
             if fresh:

@@ -52,6 +52,12 @@ class Report:
     answers: dict[str, int] = field(default_factory=dict)
     unanswered: int = 0
     first_polls: int = 0
+    expired_first_polls: int = 0
+    """First polls of job sets whose events had expired (answered from the query API)."""
+    events_expired: int = 0
+    """Events the simulator dropped by retention."""
+    events_unread_by_truth: int = 0
+    """Events dropped before the checker read them (must be 0, or some answers went unjudged)."""
     jobs: int = 0
     job_sets: int = 0
     events: int = 0
@@ -169,6 +175,15 @@ def markdown(reports: Sequence[dict[str, Any]]) -> str:
             ("final answers checked", data["final_answers_checked"]),
             ("jobs / job sets", f"{data['jobs']} / {data['job_sets']}"),
             ("events published", data["events"]),
+            ("events expired by the simulator", data.get("events_expired", "-")),
+            (
+                "events expired before the checker read them",
+                data.get("events_unread_by_truth", "-"),
+            ),
+            (
+                "first polls of job sets whose events had expired",
+                data.get("expired_first_polls", "-"),
+            ),
             ("event streams opened", data["streams_opened"]),
             ("polls unanswered (during faults)", data["unanswered"]),
             ("terminal answers lost to kill -9", data["terminal_answers_lost_to_kill_9"]),

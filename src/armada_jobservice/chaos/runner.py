@@ -37,7 +37,7 @@ from armada_jobservice.chaos.processes import serve_args as make_serve_args
 from armada_jobservice.chaos.recording import RecordingSimulator
 from armada_jobservice.chaos.report import Report, fault_line, progress_line
 from armada_jobservice.chaos.truth import Checker, JobKey, Truth, Violation
-from armada_jobservice.chaos.workload import CHAOS_MIX, QUEUES, Workload
+from armada_jobservice.chaos.workload import CHAOS_MIX, EVENT_RETENTION_S, QUEUES, Workload
 
 #: A canary not answered right within this long counts as not recovered (not a violation:
 #: the final check after the settle period judges whether the service got there).
@@ -63,6 +63,8 @@ class ChaosConfig:
     """``sqlite`` or a PostgreSQL URL (each run uses a fresh schema in it)."""
     replicas: int = 1
     pollers: int = 4
+    event_retention_s: float = EVENT_RETENTION_S
+    """The simulator drops a job set's events this long after its last one."""
     settle_limit_s: float = 300.0
     """Longest the settle period may take before the final answers are judged as they are."""
     skip: tuple[FaultKind, ...] = ()
@@ -124,7 +126,13 @@ class ChaosRun:
         disk: SmallDisk | None = None
         proxy: DbProxy | None = None
         schema = ""
-        sim = RecordingSimulator(self.checker, self.now_s, mix=CHAOS_MIX, seed=config.seed)
+        sim = RecordingSimulator(
+            self.checker,
+            self.now_s,
+            mix=CHAOS_MIX,
+            seed=config.seed,
+            event_retention_s=config.event_retention_s,
+        )
         await sim.start()
         try:
             if config.postgres:
@@ -242,6 +250,7 @@ class ChaosRun:
             await sim.wait_for(workload.all_ended, timeout_s=limit)
         except TimeoutError:
             self.config.line("settle: the simulator's jobs did not all end")
+        workload.reveal_all()
         for log in sim.event_log:
             self.truth.catch_up(log)
         pending = {(key, r.index) for key in workload.jobs for r in self.replicas}
@@ -275,6 +284,9 @@ class ChaosRun:
         while True:
             await asyncio.sleep(1.0)
             tick += 1
+            # Read every event into the truth well before the simulator drops it.
+            for log in sim.event_log:
+                self.truth.catch_up(log)
             if tick % 2 == 0:
                 for replica in self.replicas:
                     replica.sample()
@@ -302,9 +314,12 @@ class ChaosRun:
         report.answers = dict(sorted(self.checker.answers.items()))
         report.unanswered = asker.unanswered
         report.first_polls = pollers.first_polls
+        report.expired_first_polls = pollers.expired_first_polls
+        report.events_expired = sum(log.base for log in sim.event_log)
+        report.events_unread_by_truth = self.truth.expired_unread
         report.jobs = len(workload.jobs)
         report.job_sets = len(workload.sets)
-        report.events = sim.event_log.total_events()
+        report.events = sum(log.end for log in sim.event_log)
         report.streams_opened = sim.streams_opened
         report.cancelled_by_run = workload.cancelled
         report.preempted_by_run = workload.preempted

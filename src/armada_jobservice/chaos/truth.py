@@ -89,13 +89,19 @@ class Truth:
     def __init__(self) -> None:
         """Start knowing nothing."""
         self.jobs: dict[JobKey, JobTruth] = {}
+        #: The log position read up to, per job set (positions survive expiry).
         self._read: dict[SetKey, int] = {}
+        #: Events that expired before they were read: the truth about their jobs is incomplete.
+        self.expired_unread = 0
 
     def catch_up(self, log: JobSetLog) -> None:
         """Take in the job set's events appended since the last call."""
         key = (log.queue, log.job_set_id)
-        start = self._read.get(key, 0)
-        for item in log.messages[start:]:
+        read = self._read.get(key, 0)
+        if read < log.base:
+            self.expired_unread += log.base - read
+            read = log.base
+        for item in log.messages[read - log.base :]:
             message = item.message
             job_id = event_job_id(message)
             if not job_id:
@@ -104,7 +110,7 @@ class Truth:
             job.phase = state_after(job.phase, event_kind(message))
             if job.phase is not None:
                 job.reached.add(ANSWER_OF_PHASE[job.phase])
-        self._read[key] = len(log.messages)
+        self._read[key] = log.end
 
     def of(self, key: JobKey) -> JobTruth:
         """The record of one job (empty if it has no event yet)."""

@@ -3,13 +3,16 @@
 The mix (``CHAOS_MIX``) gives the full lifecycle: successes, failures with
 reasons and exit codes, cancellations and preemptions by the simulator, and
 lease returns. On top of it the workload cancels and preempts running jobs
-through the simulator's API, as users and Armada's scheduler do. Every draw
-comes from the run's seed.
+through the simulator's API, as users and Armada's scheduler do. One job set
+in ten is dark: nobody asks about it until the simulator has dropped its
+events (``EVENT_RETENTION_S`` after its last one), so the service can answer
+it only from Armada's query API. Every draw comes from the run's seed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Mapping
 
@@ -29,6 +32,12 @@ CHAOS_MIX = Mix(
 
 #: The queues jobs are spread over; a refusal fault denies one of them.
 QUEUES = ("chaos-a", "chaos-b")
+#: The simulator drops a job set's events this long after its last one, as
+#: Armada's event store does (there, a day or so by default).
+EVENT_RETENTION_S = 45.0
+#: Job sets nobody asks about until their events are gone: the service must
+#: answer them from Armada's query API.
+DARK_SET_RATIO = 0.1
 
 
 class Workload:
@@ -40,6 +49,10 @@ class Workload:
         self.rng = rng
         self.jobs: list[JobKey] = []
         self.sets: list[SetKey] = []
+        #: Job sets kept from the pollers until their events have expired.
+        self.dark: dict[SetKey, list[JobKey]] = {}
+        #: Dark job sets whose events are gone, in the order they were found so.
+        self.expired: list[SetKey] = []
         self.cancelled = 0
         self.preempted = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -57,10 +70,35 @@ class Workload:
         """Submit *count* jobs of the mix (or as *annotations* script them) to a job set."""
         ids = self.sim.submit(queue, job_set_id, annotations, count=count)
         keys = [(queue, job_set_id, job_id) for job_id in ids]
+        self._add(keys)
+        return keys
+
+    def submit_dark_set(self, queue: str, job_set_id: str, count: int) -> None:
+        """Submit a job set that is shown to the pollers only once its events have expired."""
+        ids = self.sim.submit(queue, job_set_id, count=count)
+        self.dark[(queue, job_set_id)] = [(queue, job_set_id, job_id) for job_id in ids]
+
+    def reveal_expired(self) -> None:
+        """Show the pollers every dark job set whose events the simulator has dropped."""
+        gone = [key for key in self.dark if not self.sim.event_log.exists(*key)]
+        for key in gone:
+            self._add(self.dark.pop(key))
+            self.expired.append(key)
+
+    def reveal_all(self) -> None:
+        """Show the pollers every dark job set, expired or not (for the final check)."""
+        self.reveal_expired()
+        for keys in self.dark.values():
+            self._add(keys)
+        self.dark.clear()
+
+    def _add(self, keys: list[JobKey]) -> None:
+        if not keys:
+            return
+        queue, job_set_id, _ = keys[0]
         if (queue, job_set_id) not in self.sets[-50:]:
             self.sets.append((queue, job_set_id))
         self.jobs.extend(keys)
-        return keys
 
     def start(self) -> None:
         """Begin submitting and intervening."""
@@ -79,7 +117,12 @@ class Workload:
         while True:
             number += 1
             queue = self.rng.choice(QUEUES)
-            self.submit_set(queue, f"set-{number:05d}", self.rng.randint(2, 10))
+            count = self.rng.randint(2, 10)
+            if self.rng.random() < DARK_SET_RATIO:
+                self.submit_dark_set(queue, f"set-{number:05d}", count)
+            else:
+                self.submit_set(queue, f"set-{number:05d}", count)
+            self.reveal_expired()
             await asyncio.sleep(self.rng.uniform(1.0, 4.0))
 
     async def _intervene(self) -> None:
@@ -98,7 +141,8 @@ class Workload:
 
     def all_ended(self) -> bool:
         """Whether every submitted job has reached a terminal phase."""
+        dark = (key for keys in self.dark.values() for key in keys)
         return all(
             (phase := self.sim.job_phase(key[2])) is not None and phase.terminal
-            for key in self.jobs
+            for key in itertools.chain(self.jobs, dark)
         )

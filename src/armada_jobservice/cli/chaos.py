@@ -27,6 +27,9 @@ FAULT_KINDS = (
     "db_cut",
     "slow_db",
 )
+#: ``--event-retention``'s default, written here for the same reason (the same test checks
+#: it against ``chaos.workload.EVENT_RETENTION_S``).
+EVENT_RETENTION_DEFAULT = "45s"
 #: On a plain output, one progress line this often (seconds).
 PLAIN_EVERY_S = 10.0
 
@@ -62,6 +65,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--replicas", type=int, default=1, help="replicas (PostgreSQL only)")
     parser.add_argument("--pollers", type=int, default=4, help="concurrent poll loops")
     parser.add_argument(
+        "--event-retention",
+        default=None,
+        metavar="DURATION",
+        help=(
+            "the simulator drops a job set's events this long after its last one "
+            f"(default: {EVENT_RETENTION_DEFAULT})"
+        ),
+    )
+    parser.add_argument(
         "--skip", action="append", default=[], choices=FAULT_KINDS, help="a fault kind to leave out"
     )
     parser.add_argument("--json", metavar="FILE", type=Path, help="write the report here")
@@ -84,6 +96,8 @@ def _command(args: argparse.Namespace, seed: int) -> str:
         parts += ["--faults", str(args.faults)]
     if args.replicas != 1:
         parts += ["--replicas", str(args.replicas)]
+    if args.event_retention is not None:
+        parts += ["--event-retention", args.event_retention]
     for kind in args.skip:
         parts += ["--skip", kind]
     return shlex.join(parts)
@@ -106,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
         duration_s = parse_duration(args.duration)
     except ValueError as exc:
         print(f"armada-jobservice chaos: --duration {args.duration!r}: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        retention_s = parse_duration(args.event_retention or EVENT_RETENTION_DEFAULT)
+    except ValueError as exc:
+        print(
+            f"armada-jobservice chaos: --event-retention {args.event_retention!r}: {exc}",
+            file=sys.stderr,
+        )
         return ExitCode.USAGE
     if args.replicas < 1 or (args.replicas > 1 and args.database == "sqlite"):
         print("armada-jobservice chaos: several replicas need PostgreSQL", file=sys.stderr)
@@ -130,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         database=args.database,
         replicas=args.replicas,
         pollers=args.pollers,
+        event_retention_s=retention_s,
         skip=tuple(FaultKind(k) for k in args.skip),
         fault_count=args.faults,
         workdir=args.workdir,

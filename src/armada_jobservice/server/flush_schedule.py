@@ -7,7 +7,10 @@ A flush runs every ``flush_interval_s``, and sooner once the streams are quiet
 batches while it lasts and is durable soon after it ends, and a trickle of
 events never becomes a transaction per event. With a flush come, each on its
 own period, a full pass over every job set (expiry, activity times,
-eviction), a database ping and a retention sweep.
+eviction), a database ping and a retention sweep. After a flush the database
+refused, the next one waits ``RETRY_MIN_S``, doubling with each further
+refusal up to ``RETRY_MAX_S``: a full disk or a database that is away is
+tried a few times a minute, not ten times a second.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ QUIET_MIN_GAP_S = 0.1
 PING_S = 5.0
 #: Longest gap between retention sweeps.
 SWEEP_S = 60.0
+#: After a refused flush the next waits this long, doubling per refusal...
+RETRY_MIN_S = 0.1
+#: ...up to this.
+RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,20 @@ class FlushSchedule:
         self._next_ping = now
         self._next_sweep = now
         self._seen = events_seen
+        #: Flushes refused in a row, and when the next may be tried.
+        self.failures = 0
+        self._retry_at = now
+
+    def flush_failed(self, now: float) -> float:
+        """Note a refused flush at *now*; return how long until the next may be tried."""
+        self.failures += 1
+        delay: float = min(RETRY_MAX_S, RETRY_MIN_S * 2.0 ** min(self.failures - 1, 32))
+        self._retry_at = now + delay
+        return delay
+
+    def flush_succeeded(self) -> None:
+        """Note a flush the database took: the next one follows the normal schedule."""
+        self.failures = 0
 
     def step(self, now: float, events_seen: int, pending: bool) -> Due | None:
         """What is due at *now*, given the events seen so far and whether changes wait.
@@ -70,6 +91,8 @@ class FlushSchedule:
         Call it every ``tick_s``: quiet means no new event since the previous step.
         """
         quiet, self._seen = events_seen == self._seen, events_seen
+        if now < self._retry_at:
+            return None
         since = now - self._last_flush
         if since < self.flush_interval_s and not (quiet and pending and since >= self.min_gap_s):
             return None

@@ -46,6 +46,8 @@ RETENTION_BATCH = 5_000
 #: all at once, 10,000 job sets held the loop for about 70 ms every second
 #: (py-spy in bench scenario 4), and every poll arriving meanwhile waited.
 PASS_SLICE = 256
+#: While flushes keep being refused, the error is logged again at most this often.
+REFUSAL_LOG_S = 60.0
 
 
 async def in_slices(job_sets: Iterable[JobSet]) -> AsyncIterator[list[JobSet]]:
@@ -82,6 +84,9 @@ class Writer:
         self.activity_resolution_s = min(ACTIVITY_RESOLUTION_S, job_set_retention_s / 10)
         #: Whether the last database operation worked (feeds the health check).
         self.store_ok = True
+        #: Flushes the database refused in a row (0 once one is taken).
+        self.refused_in_a_row = 0
+        self._refusal_logged_at = -REFUSAL_LOG_S
         self._lock = asyncio.Lock()
 
     async def flush_once(self, wall_now: float | None = None, *, full: bool = True) -> int:
@@ -120,8 +125,15 @@ class Writer:
                 self.changes.restore(owners)
                 self.metrics.flush_failures += 1
                 self.store_ok = False
-                log.error("flush of %d jobs failed, will retry: %s", written, exc)
+                self._log_refusal(written, exc)
                 return 0
+            if self.refused_in_a_row:
+                log.warning(
+                    "the database took a flush again after %d refused; %d jobs written",
+                    self.refused_in_a_row,
+                    written,
+                )
+                self.refused_in_a_row = 0
             for js, entry in zip(owners, batch, strict=True):
                 if entry.key in refused:
                     js.discard_unflushed()
@@ -140,6 +152,23 @@ class Writer:
             async for part in in_slices(subscriptions):
                 subscriptions.evict_clean(part)
         return written
+
+    def _log_refusal(self, jobs: int, exc: StoreError) -> None:
+        """Log a refused flush: the first at once, then at most every ``REFUSAL_LOG_S``."""
+        self.refused_in_a_row += 1
+        now = time.monotonic()
+        if self.refused_in_a_row == 1:
+            log.error("flush of %d jobs failed, will retry: %s", jobs, exc)
+        elif now - self._refusal_logged_at >= REFUSAL_LOG_S:
+            log.error(
+                "flushes still refused (%d in a row), %d jobs waiting, retrying: %s",
+                self.refused_in_a_row,
+                jobs,
+                exc,
+            )
+        else:
+            return
+        self._refusal_logged_at = now
 
     def _collect(
         self,
@@ -228,6 +257,10 @@ class Writer:
                     async for part in in_slices(self.subscriptions):
                         self.subscriptions.expire_idle(among=part)
                 await self.flush_once(full=due.full)
+                if self.refused_in_a_row:
+                    schedule.flush_failed(loop.time())
+                else:
+                    schedule.flush_succeeded()
                 if due.ping:
                     await self.check_store()
                 if due.sweep:
