@@ -52,6 +52,12 @@ TARGETS: dict[str, Target] = {
     # Until an event published right after the signal is visible through the survivor (s).
     "fleet_takeover_sigkill": Target(max_value=15.0, set_by="issue 10, 2026-12-05"),
     "fleet_takeover_sigterm": Target(max_value=2.0, set_by="issue 10, 2026-12-05"),
+    # Scenario 8: batch and watch. Jobs answered per server-CPU-second in calls of
+    # 100 against unary polls; the server CPU that waits add (above idle) when
+    # watching against polling every 5 s; event to the watching client (ms).
+    "batch_jobs_per_cpu_s": Target(min_ratio=30.0, set_by="issue 13, 2026-12-05"),
+    "watch_cpu_added": Target(max_ratio=0.1, set_by="issue 13, 2026-12-05"),
+    "watch_delay_p99": Target(max_value=50.0, set_by="issue 13, 2026-12-05"),
     # Scenario 9: overload. Polls answered through a flood stay within a fifth of
     # the client's default 10 s deadline (ms), and no call of any caller times out.
     "overload_steady_p99": Target(max_value=2000.0, set_by="issue 12, 2026-12-05"),
