@@ -133,3 +133,20 @@ def test_cli_wrong_ca_is_one_clear_error_and_exit_5(tls_server: TlsServer, flag:
     assert "CERTIFICATE_VERIFY_FAILED" in ours
     assert ("--ca-cert" if flag == "--ca-cert" else "system CA") in ours
     assert tls_server.script.calls == 0
+
+
+def test_cli_tls_server_name_checks_that_name(tls_server: TlsServer) -> None:
+    """``--tls-server-name`` checks the certificate for that name, not the target's host."""
+    tls_server.script.answers["j"] = [(State.SUCCEEDED, "")]
+    ca = ["--ca-cert", str(tls_server.ca_file)]
+    named = cli("health", "--target", tls_server.target, *ca, "--tls-server-name", "localhost")
+    assert (named.returncode, named.stdout.strip()) == (ExitCode.OK, "SERVING"), named.stderr
+    calls = tls_server.script.calls
+    other = cli("health", "--target", tls_server.target, "--call-timeout", "5", *ca,
+                "--tls-server-name", "jobservice.example")  # fmt: skip
+    assert other.returncode == ExitCode.SERVICE_ERROR, other.stderr
+    ours = other.stderr.splitlines()[-1]
+    assert ours.startswith("armada-jobservice:"), other.stderr
+    assert "jobservice.example" in ours, ours
+    assert "--tls-server-name" in ours, ours
+    assert tls_server.script.calls == calls

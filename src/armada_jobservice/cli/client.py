@@ -163,6 +163,13 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
         help="connect with TLS, trusting this PEM file (implies --tls)",
     )
     parser.add_argument(
+        "--tls-server-name",
+        default=None,
+        metavar="NAME",
+        help="check the server's certificate for this name instead of the target's host "
+        "(implies --tls), e.g. the Service's DNS name when probing 127.0.0.1",
+    )
+    parser.add_argument(
         "--client-cert",
         type=Path,
         default=None,
@@ -190,7 +197,7 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _client(args: argparse.Namespace) -> AsyncJobServiceClient:
     """Build the client from the flags and the environment (a token is never a flag)."""
-    tls: bool | grpc.ChannelCredentials = bool(args.tls)
+    tls: bool | grpc.ChannelCredentials = bool(args.tls or args.tls_server_name)
     if (args.client_cert is None) != (args.client_key is None):
         raise _UsageError("--client-cert and --client-key go together")
     if args.ca_cert is not None or args.client_cert is not None:
@@ -212,8 +219,11 @@ def _client(args: argparse.Namespace) -> AsyncJobServiceClient:
     token = os.environ.get(TOKEN_ENV)
     creds = grpc.access_token_call_credentials(token) if token else None
     target = args.target or os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+    options = (
+        (("grpc.ssl_target_name_override", args.tls_server_name),) if args.tls_server_name else ()
+    )
     return AsyncJobServiceClient(
-        target, tls=tls, call_credentials=creds, call_timeout_s=args.call_timeout
+        target, tls=tls, call_credentials=creds, call_timeout_s=args.call_timeout, options=options
     )
 
 
@@ -238,7 +248,12 @@ def _guarded(args: argparse.Namespace, body: Any) -> int:
 
 def _tls_hint(args: argparse.Namespace, exc: JobServiceError) -> str:
     """Say which flag decides trust when a TLS handshake failed; gRPC's text names no flag."""
-    if not isinstance(exc, TransportError) or "handshake" not in exc.details.lower():
+    if not isinstance(exc, TransportError):
+        return ""
+    if "hostname verification" in exc.details.lower():
+        name = args.tls_server_name or args.target or "the target's host"
+        return f" (the service's certificate does not name {name}; see --tls-server-name)"
+    if "handshake" not in exc.details.lower():
         return ""
     if args.ca_cert is not None:
         return f" (the service's certificate is not signed by a CA in --ca-cert {args.ca_cert})"
