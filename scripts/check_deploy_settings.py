@@ -39,6 +39,7 @@ import yaml
 from armada_jobservice._wire import DEFAULT_PORT
 from armada_jobservice.cli import build_parser
 from armada_jobservice.server import config
+from armada_jobservice.server.app import LIVENESS_SERVICE
 from armada_jobservice.server.errors import ConfigError
 
 CONTAINER = "jobservice"
@@ -206,6 +207,12 @@ def check_overlay(path: Path, problems: Problems) -> None:
                 spec["grpc"]["port"] == settings.grpc_port,
                 where,
                 f"{probe} asks port {spec['grpc']['port']}, grpc_port is {settings.grpc_port}",
+            )
+            # Liveness asks the process; the others ask whether it can serve.
+            wanted = LIVENESS_SERVICE if probe == "livenessProbe" else ""
+            asked = spec["grpc"].get("service", "")
+            problems.check(
+                asked == wanted, where, f"{probe} asks health service {asked!r}, not {wanted!r}"
             )
     problems.check(
         settings.grpc_tls_cert_file is None,

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from armada_jobservice import JobState, ServingStatus
 from armada_jobservice._wire import WireState
-from armada_jobservice.server.app import JobServiceApp
+from armada_jobservice.server.app import LIVENESS_SERVICE, JobServiceApp
 from armada_jobservice.server.model import JobRow, JobSetKey
 from armada_jobservice.server.store.base import JobSetWrite
 
@@ -78,8 +78,8 @@ async def test_health_says_not_serving_while_the_database_is_away(
     client = connect(app)
     standard = health_pb2_grpc.HealthStub(open_channel(app))
 
-    async def standard_status() -> int:
-        answer = await standard.Check(health_pb2.HealthCheckRequest(service=""))
+    async def standard_status(service: str = "") -> int:
+        answer = await standard.Check(health_pb2.HealthCheckRequest(service=service))
         return int(answer.status)
 
     await database_outage.begin()
@@ -88,6 +88,8 @@ async def test_health_says_not_serving_while_the_database_is_away(
     # The standard service is refreshed by the health loop, about once a second.
     await eventually(standard_status, lambda s: s == health_pb2.HealthCheckResponse.NOT_SERVING)
     assert metric(app, "armada_jobservice_serving") == 0
+    # Liveness is the process, not its database: a restart would not mend this.
+    assert await standard_status(LIVENESS_SERVICE) == health_pb2.HealthCheckResponse.SERVING
     await database_outage.end()
     assert await app.writer.check_store() is True
     assert await client.health() == ServingStatus.SERVING

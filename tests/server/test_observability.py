@@ -31,10 +31,10 @@ def scrape(app: JobServiceApp) -> str:
 async def test_health_legacy_and_standard(
     service: JobServiceApp, client: AsyncJobServiceClient, open_channel: OpenChannel
 ) -> None:
-    """The legacy Health rpc and grpc.health.v1 both say SERVING while the database answers."""
+    """The legacy Health rpc and grpc.health.v1 (liveness too) say SERVING with the database."""
     assert await client.health() == ServingStatus.SERVING
     stub = health_pb2_grpc.HealthStub(open_channel(service))
-    for name in ("", "jobservice.JobService"):
+    for name in ("", "jobservice.JobService", "liveness"):
         answer = await stub.Check(health_pb2.HealthCheckRequest(service=name))
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -48,6 +48,10 @@ from armada_jobservice.server.writer import Writer
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = jobservice_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+#: The ``grpc.health.v1`` service name a liveness probe asks: SERVING while the
+#: process runs and its event loop answers, whatever the database does (a
+#: restart cannot mend a database outage); NOT_SERVING once shutdown begins.
+LIVENESS_SERVICE = "liveness"
 HEALTH_POLL_S = 1.0
 #: Period of the timer whose lateness measures the event loop's stalls.
 LAG_PROBE_S = 0.05
@@ -294,6 +298,12 @@ class JobServiceApp:
         self.metrics.healthy.set(1 if status == health_pb2.HealthCheckResponse.SERVING else 0)
         for name in ("", SERVICE_NAME):
             await self._health.set(name, status)
+        alive = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self._running
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self._health.set(LIVENESS_SERVICE, alive)
 
     async def _health_loop(self) -> None:
         # Also the garbage-collector policy's clock: both want a tick a second.
