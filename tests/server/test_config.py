@@ -25,6 +25,7 @@ def test_defaults() -> None:
     )
     assert s.metrics_port is None
     assert (s.lease_ttl_s, s.replica_name) == (10.0, None)
+    assert (s.max_concurrent_calls, s.max_queued_calls) == (4096, 2000)
 
 
 @pytest.mark.parametrize(

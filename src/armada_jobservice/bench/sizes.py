@@ -28,11 +28,11 @@ class Sizes:
     fleet_samples: int
     fleet_trickle_per_s: float
     #: Scenario 9: ``max_subscriptions`` (ten times as many new job sets flood
-    #: it), ``max_concurrent_calls``, ``max_queued_calls``, and the callers of
-    #: each flooding process.
+    #: it), ``max_concurrent_calls``, ``max_queued_calls`` (None: the service's
+    #: default), and the callers of each flooding process.
     overload_subscriptions: int
-    overload_max_calls: int
-    overload_max_queued: int
+    overload_max_calls: int | None
+    overload_max_queued: int | None
     overload_callers: int
     #: Scenarios 1 and 3 alternate baseline and service this many times and
     #: report medians, so that a noisy moment on a shared machine hits both alike.
@@ -60,8 +60,8 @@ SIZES = {
         fleet_samples=200,
         fleet_trickle_per_s=1_000,
         overload_subscriptions=1_000,
-        overload_max_calls=4096,
-        overload_max_queued=10_000,
+        overload_max_calls=None,
+        overload_max_queued=None,
         overload_callers=8192,
     ),
     "quick": Sizes(
@@ -83,8 +83,8 @@ SIZES = {
         fleet_samples=60,
         fleet_trickle_per_s=500,
         overload_subscriptions=500,
-        overload_max_calls=4096,
-        overload_max_queued=10_000,
+        overload_max_calls=None,
+        overload_max_queued=None,
         overload_callers=8192,
         rounds=2,
     ),

@@ -89,7 +89,7 @@ class Settings:
         ),
     )
     max_queued_calls: int = field(
-        default=10_000,
+        default=2_000,
         metadata=_help(
             "Most calls waiting in gRPC for the service to take them (the event loop "
             "is busy); beyond it gRPC refuses a call at once with CANCELLED. Bounds "

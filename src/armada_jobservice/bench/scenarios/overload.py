@@ -33,6 +33,7 @@ from armada_jobservice.bench.procfs import rss_bytes
 from armada_jobservice.bench.procs import CpuMeter
 from armada_jobservice.bench.report import Figure
 from armada_jobservice.bench.targets import target
+from armada_jobservice.server.config import default_of
 
 SCENARIO = "9 overload"
 #: The steady poller's rate, polls a second (one load process).
@@ -94,13 +95,15 @@ def run(bench: Bench) -> None:
     # has no events for them: each answers as soon as it is subscribed).
     first = [Poll(queue, f"flood-{k}", "j", None) for k in range(10 * limit)]
     window = max(3.0, sz.poll_s)
+    max_calls = sz.overload_max_calls or default_of("max_concurrent_calls")
+    max_queued = sz.overload_max_queued or default_of("max_queued_calls")
     extra = [
         "--max-subscriptions",
         str(limit),
         "--max-concurrent-calls",
-        str(sz.overload_max_calls),
+        str(max_calls),
         "--max-queued-calls",
-        str(sz.overload_max_queued),
+        str(max_queued),
     ]
     with bench.service(*extra) as svc:
         bench.await_visible(svc.address, last_polls(seeded, queue))
@@ -146,6 +149,7 @@ def run(bench: Bench) -> None:
         seeded_sets=len(seeded),
         window_s=window,
         cpu_s=meter.cpu_s,
+        limits=(max_calls, max_queued),
     )
 
 
@@ -164,6 +168,7 @@ def _report(
     seeded_sets: int,
     window_s: float,
     cpu_s: float,
+    limits: tuple[int, int],
 ) -> None:
     sz = bench.sizes
     limit = sz.overload_subscriptions
@@ -233,8 +238,8 @@ def _report(
             polls.calls / window_s,
             "calls/s",
             note=f"{sz.load_processes} processes x {sz.overload_callers} callers, "
-            f"max_concurrent_calls={sz.overload_max_calls}, "
-            f"max_queued_calls={sz.overload_max_queued}; p99 of answered "
+            f"max_concurrent_calls={limits[0]}, "
+            f"max_queued_calls={limits[1]}; p99 of answered "
             f"{polls.percentile_ms(99):.0f} ms",
         )
     )
