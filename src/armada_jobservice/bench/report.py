@@ -197,7 +197,8 @@ def table(figures: Sequence[Figure]) -> str:
     header = ("scenario", "figure", "value", "unit", "baseline", "ratio", "target", "met")
     rows = [header]
     for f in figures:
-        verdict = {True: "yes", False: "NO", None: ""}[f.met]
+        # A target that cannot be judged (a ratio to a baseline of 0) shows "-".
+        verdict = {True: "yes", False: "NO", None: "-" if f.target else ""}[f.met]
         name = f.name if not f.baseline_name else f"{f.name} (vs {f.baseline_name})"
         rows.append(
             (
