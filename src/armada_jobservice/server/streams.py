@@ -55,6 +55,56 @@ def backoff_s(attempt: int, base_s: float, cap_s: float, rand: random.Random) ->
     return step / 2 + rand.uniform(0, step / 2)
 
 
+#: Stream breaks of one kind are logged in full once per this long; the
+#: others within it are logged at DEBUG and summed up in one line.
+BREAK_LOG_S = 10.0
+
+
+class BreakLog:
+    """Logs stream breaks without a flood when every job set's stream breaks at once.
+
+    An Armada outage breaks every stream, each retried with its own backoff:
+    10,000 subscriptions would write hundreds of lines a second. Per reason
+    (the gRPC code, or ``ended``), the first break of a window is logged as
+    it is; the rest of the window go to DEBUG, and at the window's end one
+    line says how many there were. Every break is still counted in
+    ``armada_jobservice_stream_reconnects_total``.
+    """
+
+    def __init__(self, logger: logging.Logger, window_s: float = BREAK_LOG_S) -> None:
+        self._log = logger
+        self.window_s = window_s
+        #: reason -> [end of the window, breaks not logged in it]
+        self._windows: dict[str, list[float]] = {}
+
+    def report(self, level: int, reason: str, message: str, *args: object) -> None:
+        """Log one break of *reason*, or count it if one was logged within the window."""
+        now = time.monotonic()
+        window = self._windows.get(reason)
+        if window is None or now >= window[0]:
+            self._windows[reason] = [now + self.window_s, 0]
+            self._log.log(level, message, *args)
+            return
+        if not window[1]:
+            delay = window[0] - now
+            asyncio.get_running_loop().call_later(delay, self._sum_up, reason, level)
+        window[1] += 1
+        self._log.debug(message, *args)
+
+    def _sum_up(self, reason: str, level: int) -> None:
+        window = self._windows.get(reason)
+        if window is not None and window[1]:
+            self._log.log(
+                level,
+                "%d more event streams broke (%s) in the %g s after the line above; "
+                "each reconnects with its own backoff",
+                window[1],
+                reason,
+                self.window_s,
+            )
+            window[1] = 0
+
+
 class EventStreams:
     """Runs the event stream of a job set: load it, then read events until cancelled."""
 
@@ -82,6 +132,7 @@ class EventStreams:
         self._stub = event_pb2_grpc.EventStub(upstream.channel)  # type: ignore[no-untyped-call]
         #: Told when a stream opens and ends (``backfill``: has it caught up?).
         self.watcher: StreamWatcher | None = None
+        self.breaks = BreakLog(log)
 
     async def run(self, js: JobSet) -> None:
         """Load *js*, then keep its event stream open until cancelled."""
@@ -161,13 +212,21 @@ class EventStreams:
             text = f"Armada event stream of {js.key}: {code.name}: {exc.details()}"
             js.mark_failing(time.monotonic(), text, refused=code in REFUSALS)
             metrics.count_reconnect(code.name)
-            log.warning("%s (after %d events); reconnecting", text, received)
+            self.breaks.report(
+                logging.WARNING, code.name, "%s (after %d events); reconnecting", text, received
+            )
             return received > 0 or stable
         except Exception as exc:  # anything else (bad credentials file...) is a failure too
             text = f"Armada event stream of {js.key}: {exc}"
             js.mark_failing(time.monotonic(), text, refused=False)
             metrics.count_reconnect(type(exc).__name__)
-            log.warning("%s (after %d events); reconnecting", text, received)
+            self.breaks.report(
+                logging.WARNING,
+                type(exc).__name__,
+                "%s (after %d events); reconnecting",
+                text,
+                received,
+            )
             return received > 0 or stable
         finally:
             if watcher is not None:
@@ -175,5 +234,11 @@ class EventStreams:
             timer.cancel()
             call.cancel()
         metrics.count_reconnect("ended")
-        log.info("event stream of %s ended after %d events; reconnecting", js.key, received)
+        self.breaks.report(
+            logging.INFO,
+            "ended",
+            "event stream of %s ended after %d events; reconnecting",
+            js.key,
+            received,
+        )
         return received > 0 or stable
