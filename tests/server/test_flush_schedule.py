@@ -143,12 +143,12 @@ def test_a_flush_with_nothing_else_due_is_a_plain_flush() -> None:
 
 
 def test_refused_flushes_back_off_and_a_taken_one_resets() -> None:
-    """After each refusal the next flush waits twice as long, up to the cap; success resets."""
+    """After each refusal the next flush waits twice as long, up to the cap; then from 1 again."""
     s = schedule(flush_interval_s=0.1)
     assert s.step(0.1, 0, True) is not None
     now, delays = 0.1, []
-    for _ in range(9):
-        delay = s.flush_failed(now)
+    for in_a_row in range(1, 10):
+        delay = s.flush_refused(now, in_a_row)
         delays.append(delay)
         # Nothing is due before the delay has passed, pending changes or not...
         assert s.step(now + delay * 0.99, 0, True) is None
@@ -159,6 +159,6 @@ def test_refused_flushes_back_off_and_a_taken_one_resets() -> None:
         [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, RETRY_MAX_S, RETRY_MAX_S, RETRY_MAX_S]
     )
     assert delays[0] == RETRY_MIN_S
-    s.flush_succeeded()
-    assert s.failures == 0
+    # A taken flush holds nothing back, and the next refusal counts from 1 again.
     assert s.step(now + 0.1, 0, True) is not None
+    assert s.flush_refused(now + 0.1, 1) == RETRY_MIN_S

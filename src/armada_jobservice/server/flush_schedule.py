@@ -70,20 +70,18 @@ class FlushSchedule:
         self._next_ping = now
         self._next_sweep = now
         self._seen = events_seen
-        #: Flushes refused in a row, and when the next may be tried.
-        self.failures = 0
+        #: No flush before this (set after a refused one).
         self._retry_at = now
 
-    def flush_failed(self, now: float) -> float:
-        """Note a refused flush at *now*; return how long until the next may be tried."""
-        self.failures += 1
-        delay: float = min(RETRY_MAX_S, RETRY_MIN_S * 2.0 ** min(self.failures - 1, 32))
+    def flush_refused(self, now: float, in_a_row: int) -> float:
+        """The flush at *now* was the *in_a_row*-th refused in a row: hold the next back.
+
+        Returns the delay. The count is the writer's; once a flush is taken,
+        nothing is held back and the next refusal counts from 1 again.
+        """
+        delay: float = min(RETRY_MAX_S, RETRY_MIN_S * 2.0 ** min(in_a_row - 1, 32))
         self._retry_at = now + delay
         return delay
-
-    def flush_succeeded(self) -> None:
-        """Note a flush the database took: the next one follows the normal schedule."""
-        self.failures = 0
 
     def step(self, now: float, events_seen: int, pending: bool) -> Due | None:
         """What is due at *now*, given the events seen so far and whether changes wait.

@@ -258,9 +258,7 @@ class Writer:
                         self.subscriptions.expire_idle(among=part)
                 await self.flush_once(full=due.full)
                 if self.refused_in_a_row:
-                    schedule.flush_failed(loop.time())
-                else:
-                    schedule.flush_succeeded()
+                    schedule.flush_refused(loop.time(), self.refused_in_a_row)
                 if due.ping:
                     await self.check_store()
                 if due.sweep:
